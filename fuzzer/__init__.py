@@ -1,0 +1,1 @@
+"""detfuzz's fuzzer: strategies, properties, campaigns and the command line."""

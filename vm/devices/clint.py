@@ -1,0 +1,86 @@
+"""The CLINT (SiFive/ACLINT layout) at 0x0200_0000: msip, mtimecmp and mtime for hart 0.
+
+mtime runs at 10 MHz from the VIRTUAL clock: mtime = virtual_ns * 10e6 / 1e9, rounded down,
+plus a delta that guest writes to mtime set. A mtimecmp write arms the timer as QEMU's
+ACLINT does: MTIP is raised at once if mtimecmp <= mtime, otherwise lowered and a virtual
+timer armed at now_ns + (mtimecmp - mtime) * 100 ns, whose callback re-evaluates.
+"""
+
+from __future__ import annotations
+
+from vm.csr import MIP_MSIP, MIP_MTIP
+from vm.devices import Device
+
+MSIP = 0x0000
+MTIMECMP_LO = 0x4000
+MTIMECMP_HI = 0x4004
+MTIME_LO = 0xBFF8
+MTIME_HI = 0xBFFC
+
+TIMEBASE_HZ = 10_000_000
+NS_PER_TICK = 1_000_000_000 // TIMEBASE_HZ
+MASK64 = (1 << 64) - 1
+
+
+class Clint(Device):
+    name = "clint"
+    size = 0x10000
+    access_sizes = frozenset({4})
+
+    def __init__(self, host) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(host)
+        self.msip = 0
+        self.mtimecmp = 0
+        self.time_delta = 0
+        self.timer = host.new_virtual_timer(self._timer_expired)
+        # ACLINT reset clears mtime, which re-evaluates mtimecmp (0 <= 0): MTIP starts high.
+        self._write_timecmp(0)
+
+    def mtime(self) -> int:
+        return (self.host.virtual_ns() // NS_PER_TICK + self.time_delta) & MASK64
+
+    def read(self, offset: int, size: int) -> int:
+        del size
+        if offset == MSIP:
+            return self.msip
+        if offset == MTIMECMP_LO:
+            return self.mtimecmp & 0xFFFF_FFFF
+        if offset == MTIMECMP_HI:
+            return self.mtimecmp >> 32
+        if offset == MTIME_LO:
+            return self.mtime() & 0xFFFF_FFFF
+        if offset == MTIME_HI:
+            return self.mtime() >> 32
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        del size
+        if offset == MSIP:
+            self.msip = value & 1
+            self.host.set_cpu_irq(MIP_MSIP, level=bool(self.msip))
+        elif offset == MTIMECMP_LO:
+            self._write_timecmp((self.mtimecmp & ~0xFFFF_FFFF & MASK64) | value)
+        elif offset == MTIMECMP_HI:
+            self._write_timecmp((value << 32) | (self.mtimecmp & 0xFFFF_FFFF))
+        elif offset in (MTIME_LO, MTIME_HI):
+            now = self.mtime()
+            if offset == MTIME_LO:
+                new = (now & ~0xFFFF_FFFF & MASK64) | value
+            else:
+                new = (value << 32) | (now & 0xFFFF_FFFF)
+            self.time_delta = (self.time_delta + new - now) & MASK64
+            self._write_timecmp(self.mtimecmp)
+
+    def _write_timecmp(self, value: int) -> None:
+        self.mtimecmp = value & MASK64
+        now = self.mtime()
+        if self.mtimecmp <= now:
+            self.timer.cancel()
+            self.host.set_cpu_irq(MIP_MTIP, level=True)
+            return
+        self.host.set_cpu_irq(MIP_MTIP, level=False)
+        deadline_ns = self.host.virtual_ns() + (self.mtimecmp - now) * NS_PER_TICK
+        self.timer.mod(deadline_ns)
+
+    def _timer_expired(self) -> None:
+        self._write_timecmp(self.mtimecmp)

@@ -1,0 +1,253 @@
+"""The virt32 machine: a hart, the bus, devices and the run loop that ties them to icount."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vm.boot import ROM_BASE, ROM_SIZE, reset_vector
+from vm.cpu import CpuState, GuestTrap
+from vm.csr import Cause
+from vm.devices import Device
+from vm.devices.clint import Clint
+from vm.devices.finisher import SifiveTest
+from vm.devices.uart import Uart16550
+from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
+from vm.semantics import div_signed, rem_signed
+from vm.stop import RunResult, StopReason
+from vm.timers import TimerList, VirtualTimer
+from vm.translate import bind, compile_region, discover_region
+
+DEFAULT_RAM_SIZE = 8 << 20
+
+# QEMU virt's addresses for the devices of this part.
+FINISHER_BASE = 0x0010_0000
+CLINT_BASE = 0x0200_0000
+UART0_BASE = 0x1000_0000
+
+RegionFn = Callable[[int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    """What a machine is built from. Part 2 extends it (devices, planted bugs, hashing)."""
+
+    ram_size: int = DEFAULT_RAM_SIZE
+    icount_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if self.ram_size <= 0 or self.ram_size % 4096 or self.ram_size > 0x8000_0000:
+            raise ValueError(f"ram_size must be a multiple of 4 KiB up to 2 GiB: {self.ram_size}")
+        if not 0 <= self.icount_shift <= 10:
+            raise ValueError(f"icount_shift must be 0..10 (QEMU's range): {self.icount_shift}")
+
+
+class Machine:
+    """One RV32 hart on QEMU's `virt` memory map, in icount mode.
+
+    Invariant: after `run` returns, `cpu.pc` is the next instruction to execute and
+    `cpu.icount` counts every instruction executed since reset, as QEMU's -icount does.
+    """
+
+    def __init__(self, config: MachineConfig | None = None) -> None:
+        self.config = config or MachineConfig()
+        self.cpu = CpuState()
+        self.bus = Bus(ram_size=self.config.ram_size, rom_base=ROM_BASE, rom_size=ROM_SIZE)
+        self.timers = TimerList()
+        self.console = bytearray()
+        self.console_sink: Callable[[bytes], None] | None = None
+        self.breakpoints: frozenset[int] = frozenset()
+        self.finisher_code: int | None = None
+        self._stop: StopReason | None = None
+        self._timer_due_icount = 0
+        self._regions: dict[int, RegionFn] = {}
+        self._steps: dict[int, RegionFn] = {}
+        self._page_entries: dict[int, set[int]] = {}
+        self.bus.on_code_write = self._invalidate_page
+        self.devices: dict[str, Device] = {}
+        self._attach(FINISHER_BASE, SifiveTest(self))
+        self._attach(CLINT_BASE, Clint(self))
+        self._attach(UART0_BASE, Uart16550(self))
+        self._env = self._region_globals()
+
+    def _attach(self, base: int, device: Device) -> None:
+        self.bus.map_device(device.name, base, device.size, device)
+        self.devices[device.name] = device
+
+    def _region_globals(self) -> dict[str, object]:
+        cpu, bus = self.cpu, self.bus
+        return {
+            "__builtins__": builtins,
+            "X": cpu.x,
+            "S": cpu,
+            "RB": bus.ram,
+            "HW": bus.ram_halves,
+            "WD": bus.ram_words,
+            "RF": bus.read_fast,
+            "WF": bus.write_fast,
+            "LOAD": bus.read,
+            "STORE": bus.write,
+            "CSRX": self._csr_instruction,
+            "WFI": self._wfi,
+            "DIV": div_signed,
+            "REM": rem_signed,
+            "GuestTrap": GuestTrap,
+            "ENTER": cpu.enter_exception,
+        }
+
+    # -- boot -----------------------------------------------------------------------------
+
+    def boot(self, entry: int) -> None:
+        """Reset the hart to QEMU's reset vector at 0x1000, which jumps to `entry`."""
+        ram_end = RAM_BASE + self.config.ram_size
+        rom = reset_vector(entry=entry, ram_end=ram_end)
+        self.bus.rom[: len(rom)] = rom
+        self.cpu.pc = ROM_BASE
+
+    # -- what devices see (the one place the icount reaches a device) -------------------
+
+    def io_icount(self) -> int:
+        """The icount a device observes: it includes the accessing instruction (pinned)."""
+        return self.cpu.icount
+
+    def virtual_ns(self) -> int:
+        return self.io_icount() << self.config.icount_shift
+
+    def set_cpu_irq(self, bit: int, *, level: bool) -> None:
+        self.cpu.set_mip_bit(bit, level=level)
+
+    def request_stop(self, reason: StopReason, *, code: int | None = None) -> None:
+        self._stop = reason
+        if code is not None:
+            self.finisher_code = code
+
+    def console_write(self, data: bytes) -> None:
+        self.console += data
+        if self.console_sink is not None:
+            self.console_sink(data)
+
+    def console_output(self) -> bytes:
+        return bytes(self.console)
+
+    def new_virtual_timer(self, callback: Callable[[], None]) -> VirtualTimer:
+        return self.timers.new(callback)
+
+    # -- running --------------------------------------------------------------------------
+
+    def set_breakpoints(self, pcs: frozenset[int] | set[int]) -> None:
+        """Stop before executing an instruction at any of `pcs` (not the one resumed at)."""
+        self.breakpoints = frozenset(pcs)
+        self._regions.clear()
+        self._steps.clear()
+        self._page_entries.clear()
+
+    def step(self) -> RunResult:
+        return self.run(1, single_step=True)
+
+    def run(self, budget: int, *, single_step: bool = False) -> RunResult:
+        """Execute exactly `budget` instructions unless a stop reason comes first.
+
+        `single_step` runs every instruction in its own frame: observably identical, only
+        slower (the translation-equivalence property checks it).
+        """
+        if budget < 0:
+            raise ValueError(f"budget must be >= 0, got {budget}")
+        cpu = self.cpu
+        start = cpu.icount
+        end = start + budget
+        start_pc = cpu.pc
+        self._stop = None
+        cpu.fault_loop = False
+        functions = self._steps if single_step else self._regions
+        lookup = functions.get
+        breakpoints = self.breakpoints
+        pc = cpu.pc
+        reason: StopReason
+        while True:
+            ic = cpu.icount
+            if self.timers.changed or ic >= self._timer_due_icount:
+                cpu.pc = pc
+                self._run_timers()
+            if cpu.irq_pending:
+                cpu.pc = pc
+                cpu.take_interrupt()
+                pc = cpu.pc
+            if cpu.halted:
+                if cpu.mip & cpu.mie:
+                    cpu.halted = False
+                else:
+                    reason = StopReason.WFI_IDLE
+                    break
+            if ic >= end:
+                reason = StopReason.BUDGET
+                break
+            if breakpoints and pc in breakpoints and (pc != start_pc or ic != start):
+                reason = StopReason.BREAKPOINT
+                break
+            limit = end if end < self._timer_due_icount else self._timer_due_icount
+            fn = lookup(pc) or self._translate(pc, single_step=single_step)
+            next_pc = fn(limit)
+            if next_pc == pc and cpu.icount == ic and self._stop is None and not cpu.fault_loop:
+                # The region's first block does not fit below the limit: step the rest.
+                step = self._steps.get(pc) or self._translate(pc, single_step=True)
+                next_pc = step(limit)
+            pc = next_pc
+            if self._stop is not None:
+                reason = self._stop
+                break
+            if cpu.fault_loop:
+                reason = StopReason.FAULT_LOOP
+                break
+        cpu.pc = pc
+        code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
+        return RunResult(reason, cpu.icount - start, code)
+
+    def _run_timers(self) -> None:
+        shift = self.config.icount_shift
+        self.timers.changed = False
+        self.timers.run_expired(self.cpu.icount << shift)
+        deadline = self.timers.next_deadline_ns()
+        if deadline is None:
+            self._timer_due_icount = 1 << 62
+        else:
+            # The first boundary where icount << shift >= deadline: a ceiling division.
+            self._timer_due_icount = max(self.cpu.icount, -(-deadline >> shift))
+        self.timers.changed = False
+
+    def _translate(self, pc: int, *, single_step: bool) -> RegionFn:
+        if single_step:
+            blocks = discover_region(self.bus.fetch, pc, max_blocks=1, max_block_insns=1)
+        elif self.breakpoints:
+            blocks = discover_region(self.bus.fetch, pc, max_blocks=1, stop_pcs=self.breakpoints)
+        else:
+            blocks = discover_region(self.bus.fetch, pc)
+        if not blocks:
+            return lambda limit: self._fetch_fault(pc)
+        fn = bind(compile_region(blocks), self._env)
+        (self._steps if single_step else self._regions)[pc] = fn
+        for block in blocks:
+            for insn in block.insns:
+                page = insn.pc >> PAGE_SHIFT
+                self.bus.mark_code_page(page)
+                self._page_entries.setdefault(page, set()).add(pc)
+        return fn
+
+    def _fetch_fault(self, pc: int) -> int:
+        """Nothing executable at `pc`: an instruction access fault, which icount does not count."""
+        return self.cpu.enter_exception(Cause.INSN_ACCESS_FAULT, pc, pc)
+
+    def _invalidate_page(self, page: int) -> None:
+        for pc in self._page_entries.pop(page, ()):
+            self._regions.pop(pc, None)
+            self._steps.pop(pc, None)
+
+    def _csr_instruction(self, number: int, op: int, value: int, write: bool, word: int) -> int:  # noqa: FBT001 - called from generated code
+        try:
+            return self.cpu.csr_access(number, op, value, write=write)
+        except GuestTrap:
+            raise GuestTrap(Cause.ILLEGAL_INSN, word) from None
+
+    def _wfi(self) -> None:
+        if not self.cpu.mip & self.cpu.mie:
+            self.cpu.halted = True

@@ -1,0 +1,185 @@
+"""The physical address space: RAM, the boot ROM and MMIO regions dispatched to devices.
+
+Pinned: every writer (CPU stores, device DMA, loaders, loadvm) goes through `write` or
+`write_bytes`, which mark pages dirty and invalidate translated code. Translated code takes a
+fast path only for pages where that bookkeeping is already done: `write_fast[page]` is 1
+exactly when the page is RAM, already dirty and holds no translated code, so skipping the slow
+path there changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Protocol
+
+from vm.cpu import GuestTrap
+from vm.csr import Cause
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+ADDRESS_PAGES = 1 << (32 - PAGE_SHIFT)
+RAM_BASE = 0x8000_0000
+
+if sys.byteorder != "little":  # pragma: no cover - the word views below assume it
+    raise ImportError("detfuzz's RAM word views need a little-endian host")
+
+
+class MmioDevice(Protocol):
+    """What the bus needs from a device: sized reads and writes at an offset."""
+
+    access_sizes: frozenset[int]
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+class Region:
+    """One MMIO window [base, base + size) served by `device`."""
+
+    __slots__ = ("base", "device", "end", "name")
+
+    def __init__(self, name: str, base: int, size: int, device: MmioDevice) -> None:
+        self.name = name
+        self.base = base
+        self.end = base + size
+        self.device = device
+
+
+class Bus:
+    """RAM at `RAM_BASE`, a read-only boot ROM, and MMIO regions; unmapped accesses fault."""
+
+    def __init__(self, *, ram_size: int, rom_base: int, rom_size: int) -> None:
+        if ram_size <= 0 or ram_size % PAGE_SIZE or RAM_BASE + ram_size > 1 << 32:
+            raise ValueError(f"RAM size must be a positive multiple of 4 KiB, got {ram_size}")
+        self.ram_size = ram_size
+        self.ram = bytearray(ram_size)
+        self.ram_words = memoryview(self.ram).cast("I")
+        self.ram_halves = memoryview(self.ram).cast("H")
+        self.rom_base = rom_base
+        self.rom = bytearray(rom_size)
+        self.regions: list[Region] = []
+        first_page = RAM_BASE >> PAGE_SHIFT
+        self.ram_pages = range(first_page, first_page + (ram_size >> PAGE_SHIFT))
+        # Indexed by address >> 12 across the whole 32-bit space, so the translated fast
+        # path needs one index and no range check.
+        self.read_fast = bytearray(ADDRESS_PAGES)
+        self.read_fast[self.ram_pages.start : self.ram_pages.stop] = b"\x01" * len(self.ram_pages)
+        self.write_fast = bytearray(ADDRESS_PAGES)
+        self.dirty_pages: set[int] = set()
+        self.code_pages: set[int] = set()
+        # Called with a page number when a write hits a page holding translated code.
+        self.on_code_write: Callable[[int], None] = lambda page: None
+
+    # -- map ----------------------------------------------------------------------------
+
+    def map_device(self, name: str, base: int, size: int, device: MmioDevice) -> None:
+        end = base + size
+        for other in self.regions:
+            if base < other.end and other.base < end:
+                raise ValueError(f"MMIO region {name} overlaps {other.name}")
+        if base < RAM_BASE + self.ram_size and RAM_BASE < end:
+            raise ValueError(f"MMIO region {name} overlaps RAM")
+        self.regions.append(Region(name, base, size, device))
+        self.regions.sort(key=lambda r: r.base)
+
+    def region_at(self, addr: int) -> Region | None:
+        for region in self.regions:
+            if region.base <= addr < region.end:
+                return region
+        return None
+
+    @staticmethod
+    def _serves(region: Region | None, addr: int, size: int) -> bool:
+        return (
+            region is not None
+            and addr + size <= region.end
+            and size in region.device.access_sizes
+        )
+
+    def is_ram(self, addr: int, size: int) -> bool:
+        return RAM_BASE <= addr and addr + size <= RAM_BASE + self.ram_size
+
+    def _in_rom(self, addr: int, size: int) -> bool:
+        return self.rom_base <= addr and addr + size <= self.rom_base + len(self.rom)
+
+    # -- code ---------------------------------------------------------------------------
+
+    def fetch(self, addr: int) -> int | None:
+        """The instruction word at `addr` from RAM or ROM, or None where nothing executes."""
+        if self.is_ram(addr, 4):
+            return int.from_bytes(self.ram[addr - RAM_BASE : addr - RAM_BASE + 4], "little")
+        if self._in_rom(addr, 4):
+            offset = addr - self.rom_base
+            return int.from_bytes(self.rom[offset : offset + 4], "little")
+        return None
+
+    def mark_code_page(self, page: int) -> None:
+        self.code_pages.add(page)
+        self.write_fast[page] = 0
+
+    # -- reads --------------------------------------------------------------------------
+
+    def read(self, addr: int, size: int) -> int:
+        """A load of `size` bytes (1, 2 or 4; any alignment, as QEMU completes them in M-mode)."""
+        if self.is_ram(addr, size):
+            offset = addr - RAM_BASE
+            return int.from_bytes(self.ram[offset : offset + size], "little")
+        region = self.region_at(addr)
+        if self._serves(region, addr, size):
+            return region.device.read(addr - region.base, size)  # type: ignore[union-attr]
+        if self._in_rom(addr, size):
+            offset = addr - self.rom_base
+            return int.from_bytes(self.rom[offset : offset + size], "little")
+        raise GuestTrap(Cause.LOAD_ACCESS_FAULT, addr)
+
+    def read_bytes(self, addr: int, length: int) -> bytes:
+        """Host-side bulk read of RAM (loaders, DMA, digests); raises ValueError outside RAM."""
+        if not self.is_ram(addr, length):
+            raise ValueError(f"{length} bytes at {addr:#x} are not all RAM")
+        offset = addr - RAM_BASE
+        return bytes(self.ram[offset : offset + length])
+
+    # -- the one write path ---------------------------------------------------------------
+
+    def write(self, addr: int, size: int, value: int) -> None:
+        """A store of `size` bytes; the slow path of every CPU store."""
+        if self.is_ram(addr, size):
+            self.write_bytes(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+            return
+        region = self.region_at(addr)
+        if self._serves(region, addr, size):
+            device = region.device  # type: ignore[union-attr]
+            device.write(addr - region.base, size, value & ((1 << (8 * size)) - 1))  # type: ignore[union-attr]
+            return
+        if self._in_rom(addr, size):
+            return  # QEMU's boot ROM ignores writes
+        raise GuestTrap(Cause.STORE_ACCESS_FAULT, addr)
+
+    def write_bytes(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write RAM: marks pages dirty, invalidates translated code, then stores the bytes."""
+        length = len(data)
+        if not self.is_ram(addr, length):
+            raise ValueError(f"{length} bytes at {addr:#x} are not all RAM")
+        if length == 0:
+            return
+        for page in range(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1):
+            self._note_write(page)
+        offset = addr - RAM_BASE
+        self.ram[offset : offset + length] = data
+
+    def _note_write(self, page: int) -> None:
+        if page in self.code_pages:
+            self.code_pages.discard(page)
+            self.on_code_write(page)
+        self.dirty_pages.add(page)
+        self.write_fast[page] = 1
+
+    def take_dirty_pages(self) -> set[int]:
+        """Return and clear the pages written since the last call (for digests, snapshots)."""
+        dirty = self.dirty_pages
+        self.dirty_pages = set()
+        for page in dirty:
+            self.write_fast[page] = 0
+        return dirty

@@ -26,6 +26,7 @@ import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from vm.cpu import CsrOp
 from vm.csr import Cause
 from vm.isa import Insn, Kind, Operands, decode, operands
 from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
@@ -139,13 +140,49 @@ def _dest(n: int) -> str:
     return f"r{n}" if n else "_"
 
 
-class _RegionWriter:
-    """Emits the source of one region function."""
+def _hex(value: int) -> str:
+    return f"{value & MASK32:#x}"
 
-    def __init__(self) -> None:
+
+def _sign(expr: str, sign: int) -> str:
+    if not sign:
+        return expr
+    return f"(({expr}) ^ {sign:#x}) - {sign:#x} & 0xFFFFFFFF"
+
+
+MAX_INLINE_DEPTH = 2
+MAX_INLINE_INSNS = 16
+
+
+class _RegionWriter:
+    """Emits the source of one region function.
+
+    Locals: `r1`..`r31` guest registers; `t` the instructions still allowed before the
+    limit `L` (so the icount is always `L - t`, and counting down keeps `t` a small int);
+    `b` the index of the next block to dispatch; `pc` only at exits (and before any helper
+    that may trap, for mepc). A transfer to a block outside the region exits directly; a
+    transfer inside either inlines the successor (small, not a loop head, shallow) or sets
+    `b` and goes round the dispatch loop, whose chain lists loop bodies first.
+    """
+
+    def __init__(self, blocks: tuple[Block, ...]) -> None:
+        self.blocks = {block.pc: block for block in blocks}
+        self.entry = blocks[0].pc
         self.lines: list[str] = []
         self.read: set[int] = set()
         self.written: set[int] = set()
+        self.back_edges = [
+            (target, block.insns[-1].pc)
+            for block in blocks
+            for target in block.successors
+            if target in self.blocks and target <= block.insns[-1].pc
+        ]
+        self.loop_heads = {target for target, _ in self.back_edges} | {self.entry}
+        self.dispatch_index: dict[int, int] = {}
+        self.pending: list[int] = []
+        self.current = -1  # the dispatched block being emitted
+
+    # -- emission helpers ---------------------------------------------------------------
 
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
@@ -157,73 +194,151 @@ class _RegionWriter:
         if reg:
             self.written.add(reg)
 
-    # -- instructions -----------------------------------------------------------------
+    # Placeholders resolved once a dispatched block's body is known (see `_resolve`).
+    _EXIT = "@exit"
+    _NEXT = "@next"
+    _SELF = "@self"
 
-    def exit_after(self, depth: int, k: int, next_pc: str) -> None:
-        """Leave the region after instruction k of the block (it has completed)."""
-        self.line(depth, f"ic += {k + 1}")
-        self.line(depth, f"pc = {next_pc}")
-        self.line(depth, "break")
+    def exit_to(self, depth: int, pc: str) -> None:
+        self.line(depth, f"pc = {pc}")
+        self.line(depth, self._EXIT)
 
-    def trap_counted(self, depth: int, k: int, pc: int, cause: int, tval: str) -> None:
-        """A trap by an instruction that icount counts but that does not retire."""
-        self.line(depth, f"ic += {k + 1}")
+    def index(self, pc: int) -> int:
+        if pc not in self.dispatch_index:
+            self.dispatch_index[pc] = len(self.dispatch_index)
+            self.pending.append(pc)
+        return self.dispatch_index[pc]
+
+    def transfer(self, depth: int, target: int, inline_depth: int) -> None:
+        block = self.blocks.get(target)
+        if block is None:
+            self.exit_to(depth, _hex(target))
+        elif (
+            inline_depth < MAX_INLINE_DEPTH
+            and target not in self.loop_heads
+            and len(block.insns) <= MAX_INLINE_INSNS
+        ):
+            self.block(depth, block, inline_depth + 1)
+        elif target == self.current:
+            self.line(depth, self._SELF)
+        else:
+            self.line(depth, f"b = {self.index(target)}")
+            self.line(depth, self._NEXT)
+
+    def _resolve(self, lines: list[str]) -> list[str]:
+        """A block that transfers to itself runs in its own inner loop, saving a dispatch
+        per iteration; its exits then leave both loops (b = -1 tells the outer one)."""
+        looped = any(line.strip() == self._SELF for line in lines)
+        words = (
+            {self._EXIT: ("b = -1", "break"), self._NEXT: ("break",), self._SELF: ("continue",)}
+            if looped
+            else {self._EXIT: ("break",), self._NEXT: (), self._SELF: ()}
+        )
+        out = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped in words:
+                indent = line[: len(line) - len(stripped)]
+                out += [indent + word for word in words[stripped]]
+            else:
+                out.append(line)
+        if looped:
+            out = ["while True:", *("    " + line for line in out), "if b < 0:", "    break"]
+        return out
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    def block(self, depth: int, block: Block, inline_depth: int) -> None:
+        n = len(block.insns)
+        # Every instruction of the block must fit below the limit, or none runs here.
+        self.line(depth, f"t -= {n}")
+        self.line(depth, "if t < 0:")
+        self.line(depth + 1, f"t += {n}")
+        self.exit_to(depth + 1, _hex(block.pc))
+        for k, d in enumerate(block.insns):
+            if self.insn(depth, k, n, d, inline_depth):
+                return
+        self.transfer(depth, (block.insns[-1].pc + 4) & MASK32, inline_depth)
+
+    def insn(self, depth: int, k: int, n: int, d: DecodedInsn, inline_depth: int) -> bool:
+        """Emit instruction k of n; True if it ended the block (exit or transfer)."""
+        insn, ops, pc = d.insn, d.ops, d.pc
+        if insn is None:
+            self.trap_counted(depth, k, n, pc, Cause.ILLEGAL_INSN, _hex(d.word))
+            return True
+        kind = insn.kind
+        if kind is Kind.ALU:
+            self.alu(depth, insn.name, ops, pc)
+        elif kind is Kind.LOAD:
+            self.load(depth, k, n, insn.name, ops, pc)
+        elif kind is Kind.STORE:
+            self.store(depth, k, n, insn.name, ops, pc)
+        elif kind is Kind.FENCE:
+            pass  # one hart, no caches to order: a no-op
+        elif kind is Kind.BRANCH:
+            self.branch(depth, insn.name, ops, pc, inline_depth)
+            return True
+        elif kind is Kind.JUMP:
+            self.jump(depth, insn.name, ops, pc, inline_depth)
+            return True
+        elif kind is Kind.CSR:
+            self.csr(depth, insn.name, ops, d)
+            return True
+        else:
+            self.system(depth, k, n, insn.name, pc)
+            return True
+        return False
+
+    def trap_counted(self, depth: int, k: int, n: int, pc: int, cause: int, tval: str) -> None:
+        """A trap by instruction k that icount counts but that does not retire."""
+        if n - k - 1:
+            self.line(depth, f"t += {n - k - 1}")
+        self.raise_counted(depth, pc, cause, tval)
+
+    def raise_counted(self, depth: int, pc: int, cause: int, tval: str) -> None:
         self.line(depth, f"pc = {pc:#x}")
         self.line(depth, "S.nonretired += 1")
         self.line(depth, f"raise GuestTrap({cause}, {tval})")
 
-    def slow_prologue(self, depth: int, k: int, pc: int) -> None:
-        """Before a helper that may fault or reach a device: icount as a device sees it."""
-        self.line(depth, f"ic += {k}")
+    def slow_access(self, depth: int, k: int, n: int, pc: int, call: str) -> None:
+        """Leave the fast path: the helper sees the icount including this instruction; if
+        it traps, the except clause sees the count without it; else the region exits."""
+        self.line(depth, f"t += {n - k}")
         self.line(depth, f"pc = {pc:#x}")
-        self.line(depth, "S.icount = ic + 1")
+        self.line(depth, "S.icount = L - t + 1")
+        self.line(depth, call)
+        self.line(depth, "t -= 1")
+        self.exit_to(depth, _hex(pc + 4))
 
-    def insn(self, depth: int, k: int, d: DecodedInsn, *, fallthrough: int) -> bool:
-        """Emit instruction k; return True if it already ended the block (exit or transfer)."""
-        insn, ops, pc = d.insn, d.ops, d.pc
-        if insn is None:
-            self.trap_counted(depth, k, pc, Cause.ILLEGAL_INSN, f"{d.word:#x}")
-            return True
-        name = insn.name
-        kind = insn.kind
-        if kind is Kind.ALU:
-            self.alu(depth, name, ops, pc)
-        elif kind is Kind.LOAD:
-            self.load(depth, k, name, ops, pc)
-        elif kind is Kind.STORE:
-            self.store(depth, k, name, ops, pc)
-        elif kind is Kind.FENCE:
-            pass  # one hart, no caches to order: a no-op
-        elif kind is Kind.BRANCH:
-            self.branch(depth, k, name, ops, pc, fallthrough)
-            return True
-        elif kind is Kind.JUMP:
-            self.jump(depth, k, name, ops, pc)
-            return True
-        elif kind is Kind.CSR:
-            self.csr(depth, k, name, ops, d)
-            return True
-        else:
-            self.system(depth, k, name, pc)
-            return True
-        return False
+    # -- instruction kinds ----------------------------------------------------------------
 
     def alu(self, depth: int, name: str, ops: Operands, pc: int) -> None:
         if not ops.rd:
             return  # writes to x0 vanish and ALU instructions have no side effects
         self.use(ops.rs1, ops.rs2)
         self.define(ops.rd)
+        dest = _dest(ops.rd)
         imm = ops.imm & MASK32
+        if name == "addi" and imm == 0:
+            self.line(depth, f"{dest} = {_reg(ops.rs1)}")  # mv (or li 0)
+            return
+        if name in ("addi", "ori", "xori") and ops.rs1 == 0:
+            self.line(depth, f"{dest} = {_hex(ops.imm)}")  # li
+            return
+        if name == "addi" and imm & 0x8000_0000:
+            # Subtracting keeps the intermediate below 2**32: cheaper ints in CPython.
+            self.line(depth, f"{dest} = (r{ops.rs1} - {(-imm) & MASK32:#x}) & 0xFFFFFFFF")
+            return
         expr = fill(
             ALU_EXPR[name],
             s1=_reg(ops.rs1),
             s2=_reg(ops.rs2),
             imm=f"{imm:#x}",
             imm_biased=f"{imm ^ 0x8000_0000:#x}",
-            uimm=f"{ops.imm:#x}",
-            auipc=f"{(pc + ops.imm) & MASK32:#x}",
+            uimm=_hex(ops.imm),
+            auipc=_hex(pc + ops.imm),
         )
-        self.line(depth, f"{_dest(ops.rd)} = {expr}")
+        self.line(depth, f"{dest} = {expr}")
 
     def _address(self, depth: int, ops: Operands) -> None:
         self.use(ops.rs1)
@@ -232,10 +347,12 @@ class _RegionWriter:
             self.line(depth, f"a = {imm:#x}")
         elif imm == 0:
             self.line(depth, f"a = r{ops.rs1}")
+        elif imm & 0x8000_0000:
+            self.line(depth, f"a = (r{ops.rs1} - {(-imm) & MASK32:#x}) & 0xFFFFFFFF")
         else:
             self.line(depth, f"a = (r{ops.rs1} + {imm:#x}) & 0xFFFFFFFF")
 
-    def load(self, depth: int, k: int, name: str, ops: Operands, pc: int) -> None:
+    def load(self, depth: int, k: int, n: int, name: str, ops: Operands, pc: int) -> None:
         size, fast, sign = LOADS[name]
         self._address(depth, ops)
         self.define(ops.rd)
@@ -244,11 +361,9 @@ class _RegionWriter:
         self.line(depth, f"if RF[a >> 12]{align}:")
         self.line(depth + 1, f"{dest} = " + _sign(fill(fast), sign))
         self.line(depth, "else:")
-        self.slow_prologue(depth + 1, k, pc)
-        self.line(depth + 1, f"{dest} = " + _sign(f"LOAD(a, {size})", sign))
-        self.exit_after(depth + 1, 0, f"{(pc + 4) & MASK32:#x}")
+        self.slow_access(depth + 1, k, n, pc, f"{dest} = " + _sign(f"LOAD(a, {size})", sign))
 
-    def store(self, depth: int, k: int, name: str, ops: Operands, pc: int) -> None:
+    def store(self, depth: int, k: int, n: int, name: str, ops: Operands, pc: int) -> None:
         size, target, mask = STORES[name]
         self._address(depth, ops)
         self.use(ops.rs2)
@@ -259,136 +374,117 @@ class _RegionWriter:
         self.line(depth, f"if WF[a >> 12]{align}:")
         self.line(depth + 1, f"{fill(target)} = {value}")
         self.line(depth, "else:")
-        self.slow_prologue(depth + 1, k, pc)
-        self.line(depth + 1, f"STORE(a, {size}, {_reg(ops.rs2)})")
-        self.exit_after(depth + 1, 0, f"{(pc + 4) & MASK32:#x}")
+        self.slow_access(depth + 1, k, n, pc, f"STORE(a, {size}, {_reg(ops.rs2)})")
 
-    def branch(
-        self, depth: int, k: int, name: str, ops: Operands, pc: int, fallthrough: int
-    ) -> None:
+    def branch(self, depth: int, name: str, ops: Operands, pc: int, inline_depth: int) -> None:
         self.use(ops.rs1, ops.rs2)
         target = (pc + ops.imm) & MASK32
-        cond = fill(BRANCH_COND[name], s1=_reg(ops.rs1), s2=_reg(ops.rs2))
-        self.line(depth, f"ic += {k + 1}")
-        self.line(depth, f"if {cond}:")
+        self.line(depth, f"if {fill(BRANCH_COND[name], s1=_reg(ops.rs1), s2=_reg(ops.rs2))}:")
         if target & 3:
-            self.trap_counted_here(depth + 1, pc, Cause.INSN_ADDR_MISALIGNED, f"{target:#x}")
+            self.raise_counted(depth + 1, pc, Cause.INSN_ADDR_MISALIGNED, _hex(target))
         else:
-            self.line(depth + 1, f"pc = {target:#x}")
+            self.transfer(depth + 1, target, inline_depth)
         self.line(depth, "else:")
-        self.line(depth + 1, f"pc = {fallthrough:#x}")
+        self.transfer(depth + 1, (pc + 4) & MASK32, inline_depth)
 
-    def trap_counted_here(self, depth: int, pc: int, cause: int, tval: str) -> None:
-        """As trap_counted, when `ic` already includes the instruction."""
-        self.line(depth, f"pc = {pc:#x}")
-        self.line(depth, "S.nonretired += 1")
-        self.line(depth, f"raise GuestTrap({cause}, {tval})")
-
-    def jump(self, depth: int, k: int, name: str, ops: Operands, pc: int) -> None:
-        link = f"{(pc + 4) & MASK32:#x}"
-        self.line(depth, f"ic += {k + 1}")
+    def jump(self, depth: int, name: str, ops: Operands, pc: int, inline_depth: int) -> None:
+        link = _hex(pc + 4)
         if name == "jal":
             target = (pc + ops.imm) & MASK32
             if target & 3:
-                self.trap_counted_here(depth, pc, Cause.INSN_ADDR_MISALIGNED, f"{target:#x}")
+                self.raise_counted(depth, pc, Cause.INSN_ADDR_MISALIGNED, _hex(target))
                 return
             self.define(ops.rd)
             if ops.rd:
                 self.line(depth, f"r{ops.rd} = {link}")
-            self.line(depth, f"pc = {target:#x}")
+            self.transfer(depth, target, inline_depth)
             return
         self.use(ops.rs1)
-        imm = ops.imm & MASK32
-        self.line(depth, f"t = ({_reg(ops.rs1)} + {imm:#x}) & 0xFFFFFFFE")
-        self.line(depth, "if t & 2:")
-        self.trap_counted_here(depth + 1, pc, Cause.INSN_ADDR_MISALIGNED, "t")
+        self.line(depth, f"j = ({_reg(ops.rs1)} + {ops.imm & MASK32:#x}) & 0xFFFFFFFE")
+        self.line(depth, "if j & 2:")
+        self.raise_counted(depth + 1, pc, Cause.INSN_ADDR_MISALIGNED, "j")
         self.define(ops.rd)
         if ops.rd:
             self.line(depth, f"r{ops.rd} = {link}")
-        self.line(depth, "pc = t")
+        self.exit_to(depth, "j")
 
-    def csr(self, depth: int, k: int, name: str, ops: Operands, d: DecodedInsn) -> None:
+    def csr(self, depth: int, name: str, ops: Operands, d: DecodedInsn) -> None:
         immediate = name.endswith("i")
-        op = {"csrrw": 0, "csrrs": 1, "csrrc": 2}[name.rstrip("i") if immediate else name]
+        op = {"csrrw": CsrOp.WRITE, "csrrs": CsrOp.SET, "csrrc": CsrOp.CLEAR}[
+            name[:-1] if immediate else name
+        ]
         if immediate:
             value = f"{ops.imm}"
-            writes = op == 0 or ops.imm != 0
+            writes = op == CsrOp.WRITE or ops.imm != 0
         else:
             self.use(ops.rs1)
             value = _reg(ops.rs1)
-            writes = op == 0 or ops.rs1 != 0
+            writes = op == CsrOp.WRITE or ops.rs1 != 0
         self.define(ops.rd)
-        self.line(depth, f"ic += {k}")
+        # Counters read the count *before* this instruction, which is also what the
+        # except clause must see if the access is illegal (it does not count).
+        self.line(depth, "t += 1")
         self.line(depth, f"pc = {d.pc:#x}")
-        self.line(depth, "S.icount = ic")  # counters read the count before this instruction
-        self.line(
-            depth, f"{_dest(ops.rd)} = CSRX({ops.csr:#x}, {op}, {value}, {writes}, {d.word:#x})"
-        )
-        self.exit_after(depth, 0, f"{(d.pc + 4) & MASK32:#x}")
+        self.line(depth, "S.icount = L - t")
+        call = f"CSRX({ops.csr:#x}, {op}, {value}, {writes}, {d.word:#x})"
+        self.line(depth, f"{_dest(ops.rd)} = {call}")
+        self.line(depth, "t -= 1")
+        self.exit_to(depth, _hex(d.pc + 4))
 
-    def system(self, depth: int, k: int, name: str, pc: int) -> None:
-        nxt = f"{(pc + 4) & MASK32:#x}"
+    def system(self, depth: int, k: int, n: int, name: str, pc: int) -> None:
+        nxt = _hex(pc + 4)
         if name == "ecall":
-            self.trap_counted(depth, k, pc, Cause.ECALL_M, "0")
+            self.trap_counted(depth, k, n, pc, Cause.ECALL_M, "0")
         elif name == "ebreak":
-            self.trap_counted(depth, k, pc, Cause.BREAKPOINT, "0")
+            self.trap_counted(depth, k, n, pc, Cause.BREAKPOINT, "0")
         elif name == "mret":
-            self.line(depth, f"ic += {k + 1}")
-            self.line(depth, "pc = S.mret()")
-            self.line(depth, "break")
+            self.exit_to(depth, "S.mret()")
         elif name == "wfi":
             self.line(depth, "WFI()")
-            self.exit_after(depth, k, nxt)
+            self.exit_to(depth, nxt)
         elif name == "fence.i":
-            self.exit_after(depth, k, nxt)
+            self.exit_to(depth, nxt)
         else:  # pragma: no cover - guarded by the table meta-test
             raise AssertionError(f"no semantics for {name}")
 
+    # -- the function ---------------------------------------------------------------------
 
-def _sign(expr: str, sign: int) -> str:
-    if not sign:
-        return expr
-    return f"(({expr}) ^ {sign:#x}) - {sign:#x} & 0xFFFFFFFF"
+    def loop_depth(self, pc: int) -> int:
+        return sum(1 for target, source in self.back_edges if target <= pc <= source)
+
+    def source(self) -> str:
+        bodies: dict[int, list[str]] = {}
+        self.index(self.entry)
+        while self.pending:
+            pc = self.pending.pop()
+            self.lines = []
+            self.current = pc
+            self.block(0, self.blocks[pc], 0)
+            bodies[pc] = self._resolve(self.lines)
+        # Innermost loop bodies first: the chain is walked on every dispatch.
+        order = sorted(bodies, key=lambda pc: (-self.loop_depth(pc), pc))
+        out = ["def region(L):"]
+        out += [f"    r{r} = X[{r}]" for r in sorted(self.read | self.written)]
+        out += ["    t = L - S.icount", f"    b = {self.dispatch_index[self.entry]}", "    try:"]
+        out.append("        while True:")
+        for position, pc in enumerate(order):
+            keyword = "if" if position == 0 else "elif"
+            out.append(f"            {keyword} b == {self.dispatch_index[pc]}:  # {pc:#x}")
+            out += ["                " + line for line in bodies[pc]]
+        stores = [f"X[{r}] = r{r}" for r in sorted(self.written)]
+        out.append("    except GuestTrap as e:")
+        out += [f"        {s}" for s in stores]
+        out += ["        S.icount = L - t", "        return ENTER(e.cause, e.tval, pc)"]
+        out += [f"    {s}" for s in stores]
+        out += ["    S.icount = L - t", "    return pc"]
+        return "\n".join(out) + "\n"
 
 
-def generate_source(blocks: Iterable[Block]) -> str:
+def generate_source(blocks: tuple[Block, ...]) -> str:
     """The Python source of `def region(L)` for `blocks` (the first is the entry)."""
-    w = _RegionWriter()
-    body_start = len(w.lines)
-    first = True
-    for block in blocks:
-        w.line(2, f"{'if' if first else 'elif'} pc == {block.pc:#x}:")
-        first = False
-        n = len(block.insns)
-        w.line(3, f"if ic + {n} > L:")
-        w.line(4, "break")
-        ended = False
-        for k, d in enumerate(block.insns):
-            ended = w.insn(3, k, d, fallthrough=(d.pc + 4) & MASK32)
-        if not ended:
-            w.line(3, f"ic += {n}")
-            w.line(3, f"pc = {(block.insns[-1].pc + 4) & MASK32:#x}")
-    w.line(2, "else:")
-    w.line(3, "break")
-    body = ["    " + line for line in w.lines[body_start:]]  # inside try: while True:
-    used = sorted(w.read | w.written)
-    loads = [f"    r{r} = X[{r}]" for r in used]
-    stores = [f"X[{r}] = r{r}" for r in sorted(w.written)]
-    entry = blocks_entry(blocks)
-    head = ["def region(L):", *loads, "    ic = S.icount", f"    pc = {entry:#x}", "    try:"]
-    head.append("        while True:")
-    tail = ["    except GuestTrap as t:"]
-    tail += [f"        {s}" for s in stores]
-    tail += ["        S.icount = ic", "        return ENTER(t.cause, t.tval, pc)"]
-    tail += [f"    {s}" for s in stores]
-    tail += ["    S.icount = ic", "    return pc"]
-    return "\n".join([*head, *body, *tail]) + "\n"
-
-
-def blocks_entry(blocks: Iterable[Block]) -> int:
-    for block in blocks:
-        return block.pc
-    raise ValueError("a region needs at least one block")
+    if not blocks:
+        raise ValueError("a region needs at least one block")
+    return _RegionWriter(blocks).source()
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def _size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="detfuzz", description="A determinism fuzzer for record/replay emulation.")
+    parser = _Parser(
+        prog="detfuzz", description="A determinism fuzzer for record/replay emulation."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser(
         "run",

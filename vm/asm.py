@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vm.csr import CSR_BY_NAME
@@ -124,7 +125,9 @@ class _Expr:
         if level == len(self._LEVELS):
             return self._unary()
         left = self._binary(level + 1)
-        while (tok := self._peek()) is not None and tok[0] == "op" and tok[1] in self._LEVELS[level]:
+        while (
+            (tok := self._peek()) is not None and tok[0] == "op" and tok[1] in self._LEVELS[level]
+        ):
             self.pos += 1
             right = self._binary(level + 1)
             left = _apply(tok[1], left, right)
@@ -193,7 +196,10 @@ def _apply(op: str, a: int, b: int) -> int:
 # Source model
 
 
-class _Unresolved(Exception):  # noqa: N818 - control flow inside pass 1
+PseudoFn = Callable[["_Assembler", list[str], int], list[int]]
+
+
+class _Unresolved(Exception):
     pass
 
 
@@ -382,7 +388,13 @@ class _Assembler:
             out += bytes((-here) % alignment)
             return
         if name in (".word", ".4byte", ".long", ".half", ".2byte", ".short", ".byte"):
-            size = 4 if name in (".word", ".4byte", ".long") else 2 if name in (".half", ".2byte", ".short") else 1
+            size = (
+                4
+                if name in (".word", ".4byte", ".long")
+                else 2
+                if name in (".half", ".2byte", ".short")
+                else 1
+            )
             for arg in args:
                 value = self._eval_or_none(arg, self.base + len(out)) or 0
                 if not -(1 << (8 * size - 1)) <= value < 1 << (8 * size):
@@ -448,9 +460,13 @@ class _Assembler:
         if len(ops) != arity:
             raise AsmError(f"{insn.name} takes {arity} operands, got {len(ops)}")
         if fmt is Fmt.R:
-            return encode(insn.name, rd=self._reg(ops[0]), rs1=self._reg(ops[1]), rs2=self._reg(ops[2]))
+            return encode(
+                insn.name, rd=self._reg(ops[0]), rs1=self._reg(ops[1]), rs2=self._reg(ops[2])
+            )
         if fmt in (Fmt.I, Fmt.SHIFT):
-            return encode(insn.name, rd=self._reg(ops[0]), rs1=self._reg(ops[1]), imm=self._eval(ops[2], here))
+            return encode(
+                insn.name, rd=self._reg(ops[0]), rs1=self._reg(ops[1]), imm=self._eval(ops[2], here)
+            )
         if fmt in (Fmt.LOAD, Fmt.JALR):
             offset, base = self._mem(ops[1], here)
             return encode(insn.name, rd=self._reg(ops[0]), rs1=base, imm=offset)
@@ -458,7 +474,12 @@ class _Assembler:
             offset, base = self._mem(ops[1], here)
             return encode(insn.name, rs2=self._reg(ops[0]), rs1=base, imm=offset)
         if fmt is Fmt.B:
-            return encode(insn.name, rs1=self._reg(ops[0]), rs2=self._reg(ops[1]), imm=self._target(ops[2], here))
+            return encode(
+                insn.name,
+                rs1=self._reg(ops[0]),
+                rs2=self._reg(ops[1]),
+                imm=self._target(ops[2], here),
+            )
         if fmt is Fmt.U:
             value = self._eval_or_none(ops[1], here) or 0
             if not 0 <= value <= 0xFFFFF:
@@ -467,9 +488,16 @@ class _Assembler:
         if fmt is Fmt.J:
             return encode(insn.name, rd=self._reg(ops[0]), imm=self._target(ops[1], here))
         if fmt is Fmt.CSR:
-            return encode(insn.name, rd=self._reg(ops[0]), csr=self._csr(ops[1], here), rs1=self._reg(ops[2]))
+            return encode(
+                insn.name, rd=self._reg(ops[0]), csr=self._csr(ops[1], here), rs1=self._reg(ops[2])
+            )
         if fmt is Fmt.CSRI:
-            return encode(insn.name, rd=self._reg(ops[0]), csr=self._csr(ops[1], here), imm=self._eval(ops[2], here))
+            return encode(
+                insn.name,
+                rd=self._reg(ops[0]),
+                csr=self._csr(ops[1], here),
+                imm=self._eval(ops[2], here),
+            )
         if fmt is Fmt.FENCE:
             return encode(insn.name, imm=(_fence_set(ops[0]) << 4) | _fence_set(ops[1]))
         return encode(insn.name)  # fmt: skip
@@ -505,11 +533,11 @@ def _li_words(rd: int, value: int | None) -> list[int]:
         if not -(1 << 31) <= value <= MASK32:
             raise AsmError(f"li value {value:#x} does not fit in 32 bits")
         value &= MASK32
-        signed = ((value ^ 0x8000_0000) - 0x8000_0000)
+        signed = (value ^ 0x8000_0000) - 0x8000_0000
         if -2048 <= signed <= 2047:
             return [encode("addi", rd=rd, rs1=0, imm=signed)]
         low = ((value & 0xFFF) ^ 0x800) - 0x800
-        high = ((value - low) & MASK32)
+        high = (value - low) & MASK32
         words = [encode("lui", rd=rd, imm=high)]
         if low:
             words.append(encode("addi", rd=rd, rs1=rd, imm=low))
@@ -542,7 +570,10 @@ def _li(a: _Assembler, ops: list[str], here: int) -> list[int]:
 def _long_li(rd: int, value: int) -> list[int]:
     value &= MASK32
     low = ((value & 0xFFF) ^ 0x800) - 0x800
-    return [encode("lui", rd=rd, imm=(value - low) & MASK32), encode("addi", rd=rd, rs1=rd, imm=low)]
+    return [
+        encode("lui", rd=rd, imm=(value - low) & MASK32),
+        encode("addi", rd=rd, rs1=rd, imm=low),
+    ]
 
 
 def _jalr(a: _Assembler, ops: list[str], here: int) -> list[int]:
@@ -571,18 +602,20 @@ def _arity(name: str, ops: list[str], n: int) -> None:
         raise AsmError(f"{name} takes {n} operands, got {len(ops)}")
 
 
-def _rr(canonical: str, swap: bool = False):  # type: ignore[no-untyped-def]  # noqa: FBT001, FBT002
+def _rr(canonical: str, *, swap: bool) -> PseudoFn:
     """`op rs, rt, target` branch aliases; `swap` exchanges the two sources."""
 
     def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
         _arity(canonical, ops, 3)
         first, second = (ops[1], ops[0]) if swap else (ops[0], ops[1])
-        return [encode(canonical, rs1=a._reg(first), rs2=a._reg(second), imm=a._target(ops[2], here))]
+        return [
+            encode(canonical, rs1=a._reg(first), rs2=a._reg(second), imm=a._target(ops[2], here))
+        ]
 
     return expand
 
 
-def _rz(canonical: str, *, zero_first: bool):  # type: ignore[no-untyped-def]
+def _rz(canonical: str, *, zero_first: bool) -> PseudoFn:
     """`op rs, target` branches against zero."""
 
     def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
@@ -594,7 +627,9 @@ def _rz(canonical: str, *, zero_first: bool):  # type: ignore[no-untyped-def]
     return expand
 
 
-def _csr_pseudo(canonical: str, *, reads: bool):  # type: ignore[no-untyped-def]
+def _csr_pseudo(canonical: str, *, reads: bool) -> PseudoFn:
+    """csrr rd, csr / csrw csr, rs / csrwi csr, uimm and friends."""
+
     def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
         if reads:  # csrr rd, csr
             _arity(canonical, ops, 2)
@@ -608,18 +643,57 @@ def _csr_pseudo(canonical: str, *, reads: bool):  # type: ignore[no-untyped-def]
     return expand
 
 
-_PSEUDO = {
-    "nop": lambda a, ops, here: [encode("addi")],
+def _unary(canonical: str, *, source: str = "rs1", imm: int = 0) -> PseudoFn:
+    """`op rd, rs` aliases: `rs` goes to the `source` field, the immediate is fixed."""
+
+    def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
+        del here
+        _arity(canonical, ops, 2)
+        fields = {"rd": a._reg(ops[0]), source: a._reg(ops[1])}
+        return [encode(canonical, imm=imm, **fields)]
+
+    return expand
+
+
+def _jump(*, rd: int) -> PseudoFn:
+    """`j target` and `jal target`."""
+
+    def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
+        _arity("jal", ops, 1)
+        return [encode("jal", rd=rd, imm=a._target(ops[0], here))]
+
+    return expand
+
+
+def _fixed(word: int) -> PseudoFn:
+    """Aliases without operands (nop, ret, fence)."""
+
+    def expand(a: _Assembler, ops: list[str], here: int) -> list[int]:
+        del a, here
+        _arity("this pseudo-instruction", ops, 0)
+        return [word]
+
+    return expand
+
+
+def _jr(a: _Assembler, ops: list[str], here: int) -> list[int]:
+    del here
+    _arity("jr", ops, 1)
+    return [encode("jalr", rd=0, rs1=a._reg(ops[0]))]
+
+
+_PSEUDO: dict[str, PseudoFn] = {
+    "nop": _fixed(encode("addi")),
     "li": _li,
     "la": _la,
     "lla": _la,
-    "mv": lambda a, ops, here: (_arity("mv", ops, 2), [encode("addi", rd=a._reg(ops[0]), rs1=a._reg(ops[1]))])[1],
-    "not": lambda a, ops, here: (_arity("not", ops, 2), [encode("xori", rd=a._reg(ops[0]), rs1=a._reg(ops[1]), imm=-1)])[1],
-    "neg": lambda a, ops, here: (_arity("neg", ops, 2), [encode("sub", rd=a._reg(ops[0]), rs2=a._reg(ops[1]))])[1],
-    "seqz": lambda a, ops, here: (_arity("seqz", ops, 2), [encode("sltiu", rd=a._reg(ops[0]), rs1=a._reg(ops[1]), imm=1)])[1],
-    "snez": lambda a, ops, here: (_arity("snez", ops, 2), [encode("sltu", rd=a._reg(ops[0]), rs2=a._reg(ops[1]))])[1],
-    "sltz": lambda a, ops, here: (_arity("sltz", ops, 2), [encode("slt", rd=a._reg(ops[0]), rs1=a._reg(ops[1]))])[1],
-    "sgtz": lambda a, ops, here: (_arity("sgtz", ops, 2), [encode("slt", rd=a._reg(ops[0]), rs2=a._reg(ops[1]))])[1],
+    "mv": _unary("addi"),
+    "not": _unary("xori", imm=-1),
+    "neg": _unary("sub", source="rs2"),
+    "seqz": _unary("sltiu", imm=1),
+    "snez": _unary("sltu", source="rs2"),
+    "sltz": _unary("slt"),
+    "sgtz": _unary("slt", source="rs2"),
     "beqz": _rz("beq", zero_first=False),
     "bnez": _rz("bne", zero_first=False),
     "bltz": _rz("blt", zero_first=False),
@@ -630,14 +704,14 @@ _PSEUDO = {
     "ble": _rr("bge", swap=True),
     "bgtu": _rr("bltu", swap=True),
     "bleu": _rr("bgeu", swap=True),
-    "j": lambda a, ops, here: (_arity("j", ops, 1), [encode("jal", rd=0, imm=a._target(ops[0], here))])[1],
-    "jal": lambda a, ops, here: (_arity("jal", ops, 1), [encode("jal", rd=1, imm=a._target(ops[0], here))])[1],
-    "jr": lambda a, ops, here: (_arity("jr", ops, 1), [encode("jalr", rd=0, rs1=a._reg(ops[0]))])[1],
+    "j": _jump(rd=0),
+    "jal": _jump(rd=1),
+    "jr": _jr,
     "jalr": _jalr,
-    "ret": lambda a, ops, here: [encode("jalr", rd=0, rs1=1)],
+    "ret": _fixed(encode("jalr", rd=0, rs1=1)),
     "call": lambda a, ops, here: _call(a, ops, here, link=1),
     "tail": lambda a, ops, here: _call(a, ops, here, link=0),
-    "fence": lambda a, ops, here: [encode("fence", imm=0xFF)],
+    "fence": _fixed(encode("fence", imm=0xFF)),
     "csrr": _csr_pseudo("csrrs", reads=True),
     "csrw": _csr_pseudo("csrrw", reads=False),
     "csrs": _csr_pseudo("csrrs", reads=False),

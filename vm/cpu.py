@@ -40,7 +40,7 @@ MASK32 = 0xFFFF_FFFF
 MASK64 = (1 << 64) - 1
 
 
-class GuestTrap(Exception):  # noqa: N818 - a modelled guest event, not an error of ours
+class GuestTrap(Exception):
     """A synchronous exception raised while executing an instruction (cause, mtval)."""
 
     __slots__ = ("cause", "tval")
@@ -216,10 +216,8 @@ class CpuState:
 
     def _write_counter(self, *, instret: bool, high: bool, value: int) -> None:
         current = self.minstret64() if instret else self.mcycle64()
-        if high:
-            new = (value << 32) | (current & MASK32)
-        else:
-            new = (current & ~MASK32 & MASK64) | value
+        high_part, low_part = (value, current & MASK32) if high else (current >> 32, value)
+        new = (high_part << 32) | low_part
         # The write replaces this instruction's own increment: the next read sees `new`.
         if instret:
             self.minstret_delta = new - (self.retired + 1)

@@ -20,7 +20,7 @@ class Fmt(enum.Enum):
     """Encoding format: which fields an instruction carries and how its immediate is laid out."""
 
     R = "R"  # rd, rs1, rs2
-    I = "I"  # rd, rs1, imm12  # noqa: E741 - the spec's name for the format
+    I = "I"  # rd, rs1, imm12
     SHIFT = "SHIFT"  # rd, rs1, shamt5
     LOAD = "LOAD"  # rd, imm12(rs1)
     S = "S"  # rs2, imm12(rs1)
@@ -278,8 +278,7 @@ def _candidates_by_opcode() -> dict[int, tuple[Insn, ...]]:
         table.setdefault(insn.match & 0x7F, []).append(insn)
     # Most specific encodings first, so an exact-match row (ecall) wins over a pattern.
     return {
-        op: tuple(sorted(rows, key=lambda i: -bin(i.mask).count("1")))
-        for op, rows in table.items()
+        op: tuple(sorted(rows, key=lambda i: -bin(i.mask).count("1"))) for op, rows in table.items()
     }
 
 

@@ -79,7 +79,7 @@ class Bus:
         for other in self.regions:
             if base < other.end and other.base < end:
                 raise ValueError(f"MMIO region {name} overlaps {other.name}")
-        if base < RAM_BASE + self.ram_size and RAM_BASE < end:
+        if base < RAM_BASE + self.ram_size and end > RAM_BASE:
             raise ValueError(f"MMIO region {name} overlaps RAM")
         self.regions.append(Region(name, base, size, device))
         self.regions.sort(key=lambda r: r.base)
@@ -93,13 +93,11 @@ class Bus:
     @staticmethod
     def _serves(region: Region | None, addr: int, size: int) -> bool:
         return (
-            region is not None
-            and addr + size <= region.end
-            and size in region.device.access_sizes
+            region is not None and addr + size <= region.end and size in region.device.access_sizes
         )
 
     def is_ram(self, addr: int, size: int) -> bool:
-        return RAM_BASE <= addr and addr + size <= RAM_BASE + self.ram_size
+        return addr >= RAM_BASE and addr + size <= RAM_BASE + self.ram_size
 
     def _in_rom(self, addr: int, size: int) -> bool:
         return self.rom_base <= addr and addr + size <= self.rom_base + len(self.rom)

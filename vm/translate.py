@@ -505,7 +505,7 @@ def compile_region(blocks: tuple[Block, ...]) -> types.CodeType:
     if code is None:
         source = generate_source(blocks)
         namespace: dict[str, object] = {}
-        exec(compile(source, f"<region {blocks[0].pc:#010x}>", "exec"), namespace)  # noqa: S102
+        exec(compile(source, f"<region {blocks[0].pc:#010x}>", "exec"), namespace)
         code = namespace["region"].__code__  # type: ignore[attr-defined]
         if len(_CODE_CACHE) >= CODE_CACHE_LIMIT:
             _CODE_CACHE.clear()

@@ -13,11 +13,13 @@ from vm.devices import Device
 from vm.devices.clint import Clint
 from vm.devices.finisher import SifiveTest
 from vm.devices.uart import Uart16550
+from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
+from vm.isa import Operands, decode, operands
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
 from vm.semantics import div_signed, rem_signed
 from vm.stop import RunResult, StopReason
 from vm.timers import TimerList, VirtualTimer
-from vm.translate import bind, compile_region, discover_region
+from vm.translate import ENDS_BLOCK, bind, compile_region, discover_region
 
 DEFAULT_RAM_SIZE = 8 << 20
 
@@ -27,6 +29,8 @@ CLINT_BASE = 0x0200_0000
 UART0_BASE = 0x1000_0000
 
 RegionFn = Callable[[int], int]
+# A region runs at most this many instructions per call, so its countdown stays a small int.
+_SLICE_MAX = 1 << 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,8 @@ class Machine:
         self._stop: StopReason | None = None
         self._timer_due_icount = 0
         self._regions: dict[int, RegionFn] = {}
-        self._steps: dict[int, RegionFn] = {}
+        self._steps: dict[int, tuple[StepFn, bool]] = {}
+        self._heat: dict[int, int] = {}  # block entries seen by the interpreter, per pc
         self._page_entries: dict[int, set[int]] = {}
         self.bus.on_code_write = self._invalidate_page
         self.devices: dict[str, Device] = {}
@@ -143,13 +148,15 @@ class Machine:
         self._page_entries.clear()
 
     def step(self) -> RunResult:
+        """Execute one instruction (or stop first, as `run` would)."""
         return self.run(1, single_step=True)
 
     def run(self, budget: int, *, single_step: bool = False) -> RunResult:
         """Execute exactly `budget` instructions unless a stop reason comes first.
 
-        `single_step` runs every instruction in its own frame: observably identical, only
-        slower (the translation-equivalence property checks it).
+        Cold code is interpreted; a block entered `HOT_BLOCK_ENTRIES` times becomes a
+        translated region. `single_step` interprets every instruction on its own:
+        observably identical, only slower (property tests check it).
         """
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
@@ -159,8 +166,8 @@ class Machine:
         start_pc = cpu.pc
         self._stop = None
         cpu.fault_loop = False
-        functions = self._steps if single_step else self._regions
-        lookup = functions.get
+        lookup = self._regions.get
+        heat = self._heat
         breakpoints = self.breakpoints
         pc = cpu.pc
         reason: StopReason
@@ -185,14 +192,21 @@ class Machine:
             if breakpoints and pc in breakpoints and (pc != start_pc or ic != start):
                 reason = StopReason.BREAKPOINT
                 break
-            limit = end if end < self._timer_due_icount else self._timer_due_icount
-            fn = lookup(pc) or self._translate(pc, single_step=single_step)
-            next_pc = fn(limit)
-            if next_pc == pc and cpu.icount == ic and self._stop is None and not cpu.fault_loop:
-                # The region's first block does not fit below the limit: step the rest.
-                step = self._steps.get(pc) or self._translate(pc, single_step=True)
-                next_pc = step(limit)
-            pc = next_pc
+            limit = min(end, self._timer_due_icount, ic + _SLICE_MAX)
+            fn = None if single_step else lookup(pc)
+            if fn is None and not single_step:
+                entries = heat.get(pc, 0) + 1
+                heat[pc] = entries
+                if entries >= HOT_BLOCK_ENTRIES:
+                    fn = self._translate(pc)
+            if fn is None:
+                pc = self._interpret(pc, limit, single=single_step)
+            else:
+                next_pc = fn(limit)
+                if next_pc == pc and cpu.icount == ic and self._stop is None:
+                    # The region's first block does not fit below the limit: interpret it.
+                    next_pc = self._interpret(pc, limit, single=False)
+                pc = next_pc
             if self._stop is not None:
                 reason = self._stop
                 break
@@ -202,6 +216,59 @@ class Machine:
         cpu.pc = pc
         code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
         return RunResult(reason, cpu.icount - start, code)
+
+    def _interpret(self, pc: int, limit: int, *, single: bool) -> int:
+        """Interpret from `pc` to the end of its block (or one instruction), below `limit`.
+
+        Returns early after anything the run loop must see at once: an MMIO access that
+        raised an interrupt, moved a timer or asked to stop, WFI, or a breakpoint ahead.
+        """
+        cpu = self.cpu
+        steps = self._steps
+        breakpoints = self.breakpoints
+        first = True
+        while cpu.icount < limit:
+            if breakpoints and not first and pc in breakpoints:
+                return pc
+            first = False
+            entry = steps.get(pc) or self._decode_step(pc)
+            step, ends_block = entry
+            try:
+                pc = step()
+            except GuestTrap as trap:
+                return cpu.enter_exception(trap.cause, trap.tval, pc)
+            if (
+                single
+                or ends_block
+                or cpu.irq_pending
+                or cpu.halted
+                or self.timers.changed
+                or self._stop is not None
+            ):
+                return pc
+        return pc
+
+    def _decode_step(self, pc: int) -> tuple[StepFn, bool]:
+        word = self.bus.fetch(pc)
+        if word is None:
+            return self._fetch_fault_step(pc), True
+        insn = decode(word)
+        ops = operands(insn, word) if insn is not None else Operands()
+        entry = (
+            build_step(self._env, pc, word, insn, ops),
+            insn is None or insn.kind in ENDS_BLOCK,
+        )
+        self._steps[pc] = entry
+        self._note_code(pc >> PAGE_SHIFT, pc)
+        return entry
+
+    def _fetch_fault_step(self, pc: int) -> StepFn:
+        """Nothing executable at `pc`: an instruction access fault, which icount does not count."""
+
+        def step() -> int:
+            raise GuestTrap(Cause.INSN_ACCESS_FAULT, pc)
+
+        return step
 
     def _run_timers(self) -> None:
         shift = self.config.icount_shift
@@ -215,27 +282,24 @@ class Machine:
             self._timer_due_icount = max(self.cpu.icount, -(-deadline >> shift))
         self.timers.changed = False
 
-    def _translate(self, pc: int, *, single_step: bool) -> RegionFn:
-        if single_step:
-            blocks = discover_region(self.bus.fetch, pc, max_blocks=1, max_block_insns=1)
-        elif self.breakpoints:
+    def _translate(self, pc: int) -> RegionFn | None:
+        """Translate the region at `pc` (None if nothing can be fetched there)."""
+        if self.breakpoints:
             blocks = discover_region(self.bus.fetch, pc, max_blocks=1, stop_pcs=self.breakpoints)
         else:
             blocks = discover_region(self.bus.fetch, pc)
         if not blocks:
-            return lambda limit: self._fetch_fault(pc)
+            return None
         fn = bind(compile_region(blocks), self._env)
-        (self._steps if single_step else self._regions)[pc] = fn
+        self._regions[pc] = fn
         for block in blocks:
             for insn in block.insns:
-                page = insn.pc >> PAGE_SHIFT
-                self.bus.mark_code_page(page)
-                self._page_entries.setdefault(page, set()).add(pc)
+                self._note_code(insn.pc >> PAGE_SHIFT, pc)
         return fn
 
-    def _fetch_fault(self, pc: int) -> int:
-        """Nothing executable at `pc`: an instruction access fault, which icount does not count."""
-        return self.cpu.enter_exception(Cause.INSN_ACCESS_FAULT, pc, pc)
+    def _note_code(self, page: int, entry_pc: int) -> None:
+        self.bus.mark_code_page(page)
+        self._page_entries.setdefault(page, set()).add(entry_pc)
 
     def _invalidate_page(self, page: int) -> None:
         for pc in self._page_entries.pop(page, ()):

@@ -61,7 +61,7 @@ class Block:
         return tuple(d.word for d in self.insns)
 
 
-_ENDS_BLOCK = frozenset({Kind.BRANCH, Kind.JUMP, Kind.SYSTEM, Kind.CSR})
+ENDS_BLOCK = frozenset({Kind.BRANCH, Kind.JUMP, Kind.SYSTEM, Kind.CSR})
 
 
 def discover_block(
@@ -80,7 +80,7 @@ def discover_block(
         ops = operands(insn, word) if insn is not None else Operands()
         insns.append(DecodedInsn(addr, word, insn, ops))
         addr = (addr + 4) & MASK32
-        if insn is None or insn.kind in _ENDS_BLOCK:
+        if insn is None or insn.kind in ENDS_BLOCK:
             break
     if not insns:
         return None
@@ -97,7 +97,7 @@ def _successors(last: DecodedInsn, fallthrough: int) -> tuple[int, ...]:
     if insn.name == "jal":
         target = (last.pc + last.ops.imm) & MASK32
         return (target,) if not target & 3 else ()
-    if insn.kind in _ENDS_BLOCK:
+    if insn.kind in ENDS_BLOCK:
         return ()  # dynamic, trapping or deliberately exiting
     return (fallthrough,)
 

@@ -17,11 +17,12 @@ factory is compiled once per process, so building a step costs a function call, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from vm.cpu import CsrOp
 from vm.csr import Cause
-from vm.isa import Insn, Kind, Operands
+from vm.isa import ENDS_BLOCK_NAMES, Insn, Kind, decode, operands
 from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
 
 MASK32 = 0xFFFF_FFFF
@@ -33,7 +34,6 @@ Factory = Callable[..., StepFn]
 # The names of a machine's region environment that step closures use.
 _ENV_NAMES = ("X", "S", "RB", "HW", "WD", "RF", "WF", "LOAD", "STORE", "CSRX", "WFI", "DIV", "REM")
 _ENV_NAMES += ("GuestTrap",)
-_PROLOGUE = "".join(f"    {name} = E[{name!r}]\n" for name in _ENV_NAMES)
 
 
 def _sign(expr: str, sign: int) -> str:
@@ -154,9 +154,13 @@ def _factory_source(insn: Insn) -> str:
         body = "        S.icount += 1\n        return nxt\n"
     else:  # pragma: no cover - guarded by the table meta-test
         raise AssertionError(f"no interpreter semantics for {name}")
+    # Bind only the environment names this body uses: the factory runs once per
+    # instruction per machine, so its prologue is part of the cold-code cost.
+    used = [name for name in _ENV_NAMES if re.search(rf"\b{name}\b", body)]
+    prologue = "".join(f"    {name} = E[{name!r}]\n" for name in used)
     return (
         "def factory(E, rd, rs1, rs2, imm, aux, pc, word):\n"
-        + _PROLOGUE
+        + prologue
         + "    "
         + nxt
         + "    def step():\n"
@@ -203,14 +207,33 @@ def _illegal(env: Mapping[str, object], word: int) -> StepFn:
     return step
 
 
-def build_step(
-    env: Mapping[str, object], pc: int, word: int, insn: Insn | None, ops: Operands
-) -> StepFn:
-    """The step closure for the instruction `word` at `pc`."""
+# What a step needs besides the machine, per (pc, word): shared by every machine, so a
+# program run again on a fresh machine skips decoding. Bounded like the region cache.
+Predecoded = tuple[Callable[..., StepFn], tuple[int, ...], bool]
+_PREDECODED: dict[tuple[int, int], Predecoded] = {}
+PREDECODED_LIMIT = 200_000
+
+
+def predecode(pc: int, word: int) -> Predecoded:
+    """(closure maker, its arguments, whether the instruction ends a block)."""
+    key = (pc, word)
+    entry = _PREDECODED.get(key)
+    if entry is None:
+        entry = _predecode(pc, word)
+        if len(_PREDECODED) >= PREDECODED_LIMIT:
+            _PREDECODED.clear()
+        _PREDECODED[key] = entry
+    return entry
+
+
+def _predecode(pc: int, word: int) -> Predecoded:
+    insn = decode(word)
     if insn is None:
-        return _illegal(env, word)
+        return _illegal, (word,), True
+    ops = operands(insn, word)
+    ends = insn.name in ENDS_BLOCK_NAMES
     if insn.kind is Kind.ALU and ops.rd == 0:
-        return _count_only(env, pc)
+        return _count_only, (pc,), ends
     imm = ops.imm & MASK32
     aux = 0
     if insn.name == "slti":
@@ -219,4 +242,10 @@ def build_step(
         aux = (pc + ops.imm) & MASK32
     elif insn.kind is Kind.CSR:
         aux = ops.csr
-    return factory_for(insn)(env, ops.rd, ops.rs1, ops.rs2, imm, aux, pc, word)
+    return factory_for(insn), (ops.rd, ops.rs1, ops.rs2, imm, aux, pc, word), ends
+
+
+def build_step(env: Mapping[str, object], pc: int, word: int) -> tuple[StepFn, bool]:
+    """The step closure for the instruction `word` at `pc`, and whether it ends a block."""
+    make, args, ends = predecode(pc, word)
+    return make(env, *args), ends

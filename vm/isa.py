@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 MASK32 = 0xFFFF_FFFF
 
@@ -159,6 +160,11 @@ INSNS: tuple[Insn, ...] = (
 
 BY_NAME: dict[str, Insn] = {insn.name: insn for insn in INSNS}
 
+# Instructions after which a basic block ends: control transfers, traps, CSR accesses (which
+# may enable an interrupt) and the system instructions.
+ENDS_BLOCK: frozenset[Kind] = frozenset({Kind.BRANCH, Kind.JUMP, Kind.SYSTEM, Kind.CSR})
+ENDS_BLOCK_NAMES: frozenset[str] = frozenset(i.name for i in INSNS if i.kind in ENDS_BLOCK)
+
 # Register ABI names, index = register number.
 ABI_NAMES: tuple[str, ...] = (
     "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2",
@@ -294,8 +300,7 @@ def decode(word: int) -> Insn | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Operands:
+class Operands(NamedTuple):
     """The decoded fields of one instruction; unused fields are zero."""
 
     rd: int = 0

@@ -14,12 +14,11 @@ from vm.devices.clint import Clint
 from vm.devices.finisher import SifiveTest
 from vm.devices.uart import Uart16550
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
-from vm.isa import Operands, decode, operands
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
 from vm.semantics import div_signed, rem_signed
 from vm.stop import RunResult, StopReason
 from vm.timers import TimerList, VirtualTimer
-from vm.translate import ENDS_BLOCK, bind, compile_region, discover_region
+from vm.translate import bind, compile_region, discover_region
 
 DEFAULT_RAM_SIZE = 8 << 20
 
@@ -252,12 +251,7 @@ class Machine:
         word = self.bus.fetch(pc)
         if word is None:
             return self._fetch_fault_step(pc), True
-        insn = decode(word)
-        ops = operands(insn, word) if insn is not None else Operands()
-        entry = (
-            build_step(self._env, pc, word, insn, ops),
-            insn is None or insn.kind in ENDS_BLOCK,
-        )
+        entry = build_step(self._env, pc, word)
         self._steps[pc] = entry
         self._note_code(pc >> PAGE_SHIFT, pc)
         return entry
@@ -298,8 +292,11 @@ class Machine:
         return fn
 
     def _note_code(self, page: int, entry_pc: int) -> None:
-        self.bus.mark_code_page(page)
-        self._page_entries.setdefault(page, set()).add(entry_pc)
+        entries = self._page_entries.get(page)
+        if entries is None:
+            self.bus.mark_code_page(page)
+            entries = self._page_entries[page] = set()
+        entries.add(entry_pc)
 
     def _invalidate_page(self, page: int) -> None:
         for pc in self._page_entries.pop(page, ()):

@@ -9,6 +9,7 @@ path there changes nothing.
 
 from __future__ import annotations
 
+import mmap
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -54,7 +55,9 @@ class Bus:
         if ram_size <= 0 or ram_size % PAGE_SIZE or RAM_BASE + ram_size > 1 << 32:
             raise ValueError(f"RAM size must be a positive multiple of 4 KiB, got {ram_size}")
         self.ram_size = ram_size
-        self.ram = bytearray(ram_size)
+        # An anonymous mapping: zero-filled lazily by the kernel, so a fresh machine costs
+        # microseconds whatever its RAM size (fuzzing builds many short-lived machines).
+        self.ram = mmap.mmap(-1, ram_size)
         self.ram_words = memoryview(self.ram).cast("I")
         self.ram_halves = memoryview(self.ram).cast("H")
         self.rom_base = rom_base

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from vm.cpu import CsrOp
 from vm.csr import Cause
-from vm.isa import Insn, Kind, Operands, decode, operands
+from vm.isa import ENDS_BLOCK, Insn, Kind, Operands, decode, operands
 from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
 
 MASK32 = 0xFFFF_FFFF
@@ -59,9 +59,6 @@ class Block:
     @property
     def words(self) -> tuple[int, ...]:
         return tuple(d.word for d in self.insns)
-
-
-ENDS_BLOCK = frozenset({Kind.BRANCH, Kind.JUMP, Kind.SYSTEM, Kind.CSR})
 
 
 def discover_block(

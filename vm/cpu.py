@@ -73,6 +73,7 @@ class CpuState:
         "irq_pending",
         "last_trap_retired",
         "last_trap_target",
+        "leave_block",
         "mcause",
         "mcycle_delta",
         "mepc",
@@ -106,6 +107,8 @@ class CpuState:
         self.irq_pending = False
         self.halted = False  # in WFI, waiting for mip & mie
         self.fault_loop = False
+        # Set by the interpreter's slow memory paths: the run loop must look at once.
+        self.leave_block = False
         self.last_trap_target = -1
         self.last_trap_retired = -1
 

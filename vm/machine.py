@@ -219,31 +219,26 @@ class Machine:
     def _interpret(self, pc: int, limit: int, *, single: bool) -> int:
         """Interpret from `pc` to the end of its block (or one instruction), below `limit`.
 
-        Returns early after anything the run loop must see at once: an MMIO access that
-        raised an interrupt, moved a timer or asked to stop, WFI, or a breakpoint ahead.
+        Also returns after any access that left the RAM fast path (it may have raised an
+        interrupt, moved a timer or asked to stop: the run loop must see that at once) and
+        before a breakpoint.
         """
         cpu = self.cpu
-        steps = self._steps
+        lookup = self._steps.get
         breakpoints = self.breakpoints
         first = True
         while cpu.icount < limit:
             if breakpoints and not first and pc in breakpoints:
                 return pc
             first = False
-            entry = steps.get(pc) or self._decode_step(pc)
-            step, ends_block = entry
+            entry = lookup(pc) or self._decode_step(pc)
             try:
-                pc = step()
+                pc = entry[0]()
             except GuestTrap as trap:
+                cpu.leave_block = False
                 return cpu.enter_exception(trap.cause, trap.tval, pc)
-            if (
-                single
-                or ends_block
-                or cpu.irq_pending
-                or cpu.halted
-                or self.timers.changed
-                or self._stop is not None
-            ):
+            if entry[1] or cpu.leave_block or single:
+                cpu.leave_block = False
                 return pc
         return pc
 

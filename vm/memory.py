@@ -109,8 +109,9 @@ class Bus:
 
     def fetch(self, addr: int) -> int | None:
         """The instruction word at `addr` from RAM or ROM, or None where nothing executes."""
-        if self.is_ram(addr, 4):
-            return int.from_bytes(self.ram[addr - RAM_BASE : addr - RAM_BASE + 4], "little")
+        offset = addr - RAM_BASE
+        if 0 <= offset <= self.ram_size - 4:
+            return self.ram_words[offset >> 2] if not offset & 3 else None
         if self._in_rom(addr, 4):
             offset = addr - self.rom_base
             return int.from_bytes(self.rom[offset : offset + 4], "little")

@@ -515,6 +515,8 @@ def _canonical_arity(name: str) -> int:
 
 def _fence_set(text: str) -> int:
     text = text.strip().lower()
+    if text == "0":
+        return 0  # the empty set, as the disassembler prints it
     bits = 0
     for ch in text:
         if ch not in _FENCE_BITS:

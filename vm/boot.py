@@ -18,13 +18,17 @@ FW_DYNAMIC_VERSION = 2
 FW_DYNAMIC_NEXT_MODE_S = 1
 _TWO_MIB = 2 << 20
 _THREE_GIB = 3 << 30
+_FDT_SIZE = 1 << 20
 
 
 def fdt_address(ram_end: int) -> int:
-    """Where QEMU 7.2 loads the device tree: the last 2 MiB-aligned slot below RAM's end."""
-    # RAM starts below 3 GiB on virt, so QEMU caps the top there for 32-bit reachability.
+    """Where QEMU 7.2 loads the device tree: align_down(top - fdt size, 2 MiB).
+
+    RAM starts below 3 GiB on virt, so QEMU caps the top there for 32-bit reachability, and
+    virt's device tree is not packed: its size is libfdt's 1 MiB buffer.
+    """
     top = min(ram_end, _THREE_GIB)
-    return (top - 1) & ~(_TWO_MIB - 1)
+    return (top - _FDT_SIZE) & ~(_TWO_MIB - 1)
 
 
 def reset_vector(*, entry: int, ram_end: int) -> bytes:

@@ -8,7 +8,7 @@ word: branch and jump targets print as absolute addresses when `pc` is given, el
 from __future__ import annotations
 
 from vm.csr import CSR_NAMES
-from vm.isa import ABI_NAMES, Fmt, decode, operands
+from vm.isa import ABI_NAMES, Fmt, Insn, decode, encode, operands
 
 MASK32 = 0xFFFF_FFFF
 _FENCE_LETTERS = "iorw"
@@ -23,6 +23,15 @@ def disassemble(word: int, *, pc: int | None = None) -> str:
     insn = decode(word)
     if insn is None:
         return f".word {word:#010x}"
+    text = _canonical_text(insn, word, pc)
+    if encode(insn, operands(insn, word)) != word:
+        # Fields the instruction ignores are set (fence.tso's fm, fence.i's imm): the
+        # canonical text would assemble to another word, so show the word itself.
+        return f".word {word:#010x}  # {text}"
+    return text
+
+
+def _canonical_text(insn: Insn, word: int, pc: int | None) -> str:
     ops = operands(insn, word)
     r = ABI_NAMES
     fmt = insn.fmt

@@ -279,7 +279,7 @@ class Machine:
             blocks = discover_region(self.bus.fetch, pc)
         if not blocks:
             return None
-        fn = bind(compile_region(blocks), self._env)
+        fn = bind(compile_region(blocks, stop_pcs=self.breakpoints), self._env)
         self._regions[pc] = fn
         for block in blocks:
             for insn in block.insns:

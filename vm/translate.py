@@ -162,8 +162,10 @@ class _RegionWriter:
     `b` and goes round the dispatch loop, whose chain lists loop bodies first.
     """
 
-    def __init__(self, blocks: tuple[Block, ...]) -> None:
+    def __init__(self, blocks: tuple[Block, ...], *, stop_pcs: frozenset[int]) -> None:
+        # A transfer to a stop pc (a breakpoint) always leaves the region, even to itself.
         self.blocks = {block.pc: block for block in blocks}
+        self.stop_pcs = stop_pcs
         self.entry = blocks[0].pc
         self.lines: list[str] = []
         self.read: set[int] = set()
@@ -208,7 +210,7 @@ class _RegionWriter:
 
     def transfer(self, depth: int, target: int, inline_depth: int) -> None:
         block = self.blocks.get(target)
-        if block is None:
+        if block is None or target in self.stop_pcs:
             self.exit_to(depth, _hex(target))
         elif (
             inline_depth < MAX_INLINE_DEPTH
@@ -477,30 +479,32 @@ class _RegionWriter:
         return "\n".join(out) + "\n"
 
 
-def generate_source(blocks: tuple[Block, ...]) -> str:
+def generate_source(blocks: tuple[Block, ...], *, stop_pcs: frozenset[int] = frozenset()) -> str:
     """The Python source of `def region(L)` for `blocks` (the first is the entry)."""
     if not blocks:
         raise ValueError("a region needs at least one block")
-    return _RegionWriter(blocks).source()
+    return _RegionWriter(blocks, stop_pcs=stop_pcs).source()
 
 
 # ---------------------------------------------------------------------------------------
 # Shared code cache
 
 RegionKey = tuple[tuple[int, tuple[int, ...]], ...]
-_CODE_CACHE: dict[RegionKey, types.CodeType] = {}
+_CODE_CACHE: dict[tuple[RegionKey, frozenset[int]], types.CodeType] = {}
 
 
 def region_key(blocks: Iterable[Block]) -> RegionKey:
     return tuple((b.pc, b.words) for b in blocks)
 
 
-def compile_region(blocks: tuple[Block, ...]) -> types.CodeType:
+def compile_region(
+    blocks: tuple[Block, ...], *, stop_pcs: frozenset[int] = frozenset()
+) -> types.CodeType:
     """The code object of the region function, shared by every machine running these words."""
-    key = region_key(blocks)
+    key = (region_key(blocks), stop_pcs)
     code = _CODE_CACHE.get(key)
     if code is None:
-        source = generate_source(blocks)
+        source = generate_source(blocks, stop_pcs=stop_pcs)
         namespace: dict[str, object] = {}
         exec(compile(source, f"<region {blocks[0].pc:#010x}>", "exec"), namespace)
         code = namespace["region"].__code__  # type: ignore[attr-defined]

@@ -39,9 +39,17 @@ def _int(text: str) -> int:
 
 
 def _size(text: str) -> int:
+    """A RAM size as QEMU's -m reads it: 8M, 5116K, or a bare number of MiB; rounded up to
+    8 KiB as QEMU rounds it."""
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    scale = units.get(text[-1:].lower(), 1)
-    return _int(text[:-1] if scale != 1 else text) * scale
+    scale = units.get(text[-1:].lower())
+    if scale is None:
+        scale, text = 1 << 20, text + "M"
+    granule = 8 << 10
+    size = _int(text[:-1]) * scale
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"RAM size must be positive: {text!r}")
+    return -(-size // granule) * granule
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="icount shift N: virtual time advances 2**N ns per instruction (default 0)",
     )
     run.add_argument(
-        "--ram-size", type=_size, default=8 << 20, help="RAM size, e.g. 8M (default 8M)"
+        "--ram-size",
+        type=_size,
+        default=8 << 20,
+        help="RAM size as QEMU's -m takes it: 8M, 5116K, or MiB (default 8M)",
     )
     return parser
 

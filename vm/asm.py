@@ -33,6 +33,9 @@ REGISTERS["fp"] = 8
 _FENCE_BITS = {"i": 8, "o": 4, "r": 2, "w": 1}
 
 
+_NOP_BYTES = (0x0000_0013).to_bytes(4, "little")  # addi x0, x0, 0
+
+
 class AsmError(ValueError):
     """Bad assembly source; the message names the line."""
 
@@ -116,7 +119,9 @@ class _Expr:
             raise AsmError(f"unexpected {self.tokens[self.pos][1]!r} in expression")
         return result
 
-    _LEVELS = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "%"))
+    # GNU as's precedence, loosest first (not C's): + - bind looser than | & ^, which
+    # bind looser than * / % << >>.
+    _LEVELS = (("+", "-"), ("|", "&", "^"), ("*", "/", "%", "<<", ">>"))
 
     def _peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -253,6 +258,25 @@ def _split_operands(text: str) -> list[str]:
     return parts
 
 
+def _split_statements(line: str) -> list[str]:
+    """Split a line at `;` statement separators, but not inside a string literal."""
+    pieces = []
+    current = []
+    in_string = False
+    previous = ""
+    for ch in line:
+        if ch == '"' and previous != "\\":
+            in_string = not in_string
+        if ch == ";" and not in_string:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        previous = ch
+    pieces.append("".join(current))
+    return pieces
+
+
 def _strip_comment(line: str) -> str:
     out = []
     in_string = False
@@ -289,7 +313,7 @@ class _Assembler:
         source = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group().count("\n"), source, flags=re.S)
         out = []
         for number, raw in enumerate(source.splitlines(), start=1):
-            for piece in _strip_comment(raw).split(";"):
+            for piece in _split_statements(_strip_comment(raw)):
                 if piece.strip():
                     out.append(_Line(number, piece.strip()))
         return out
@@ -304,6 +328,7 @@ class _Assembler:
 
     def _pass(self) -> bytearray:
         out = bytearray()
+        self.in_code = True  # GNU as starts in .text
         self.local_seen: dict[str, int] = {}
         for line in self.lines:
             try:
@@ -362,6 +387,12 @@ class _Assembler:
     def _eval(self, text: str, here: int) -> int:
         return _Expr(text, self._lookup, here).value()
 
+    def _operand(self, text: str, here: int) -> int:
+        """An instruction's immediate: in pass 1 a forward reference stands in as 0 (an
+        instruction's size never depends on it); pass 2 sees the real value."""
+        value = self._eval_or_none(text, here)
+        return 0 if value is None else value
+
     def _eval_or_none(self, text: str, here: int) -> int | None:
         """Pass 1 tolerates forward references (sizes do not depend on them)."""
         try:
@@ -376,7 +407,11 @@ class _Assembler:
     def _directive(self, name: str, rest: str, out: bytearray) -> None:
         here = self.base + len(out)
         args = _split_operands(rest)
-        if name in (".text", ".data", ".bss", ".section", ".globl", ".global", ".option",
+        if name in (".text", ".data", ".bss", ".section"):
+            section = args[0] if name == ".section" and args else name
+            self.in_code = section.startswith(".text")
+            return
+        if name in (".globl", ".global", ".option",
                     ".type", ".size", ".file", ".ident", ".attribute", ".local",
                     ".weak"):  # fmt: skip
             return  # one flat image in source order; symbol metadata has no meaning here
@@ -385,7 +420,12 @@ class _Assembler:
             alignment = value if name == ".balign" else 1 << value
             if alignment <= 0 or alignment & (alignment - 1):
                 raise AsmError(f"alignment {alignment} is not a power of two")
-            out += bytes((-here) % alignment)
+            padding = (-here) % alignment
+            if self.in_code and here % 4 == 0:
+                # GNU as fills code with nops, so execution may fall through an .align.
+                out += _NOP_BYTES * (padding // 4) + bytes(padding % 4)
+            else:
+                out += bytes(padding)
             return
         if name in (".word", ".4byte", ".long", ".half", ".2byte", ".short", ".byte"):
             size = (
@@ -434,7 +474,7 @@ class _Assembler:
         m = re.fullmatch(r"(.*)\(\s*([\w$]+)\s*\)", text.strip())
         if m is None:
             raise AsmError(f"{text!r} is not a memory operand imm(reg)")
-        offset = self._eval(m.group(1), here) if m.group(1).strip() else 0
+        offset = self._operand(m.group(1), here) if m.group(1).strip() else 0
         return offset, self._reg(m.group(2))
 
     def _csr(self, text: str, here: int) -> int:
@@ -465,7 +505,10 @@ class _Assembler:
             )
         if fmt in (Fmt.I, Fmt.SHIFT):
             return encode(
-                insn.name, rd=self._reg(ops[0]), rs1=self._reg(ops[1]), imm=self._eval(ops[2], here)
+                insn.name,
+                rd=self._reg(ops[0]),
+                rs1=self._reg(ops[1]),
+                imm=self._operand(ops[2], here),
             )
         if fmt in (Fmt.LOAD, Fmt.JALR):
             offset, base = self._mem(ops[1], here)
@@ -496,7 +539,7 @@ class _Assembler:
                 insn.name,
                 rd=self._reg(ops[0]),
                 csr=self._csr(ops[1], here),
-                imm=self._eval(ops[2], here),
+                imm=self._operand(ops[2], here),
             )
         if fmt is Fmt.FENCE:
             return encode(insn.name, imm=(_fence_set(ops[0]) << 4) | _fence_set(ops[1]))
@@ -582,7 +625,7 @@ def _jalr(a: _Assembler, ops: list[str], here: int) -> list[int]:
     if len(ops) == 1:  # jalr rs
         return [encode("jalr", rd=1, rs1=a._reg(ops[0]))]
     _arity("jalr", ops, 3)  # jalr rd, rs1, imm
-    return [encode("jalr", rd=a._reg(ops[0]), rs1=a._reg(ops[1]), imm=a._eval(ops[2], here))]
+    return [encode("jalr", rd=a._reg(ops[0]), rs1=a._reg(ops[1]), imm=a._operand(ops[2], here))]
 
 
 def _la(a: _Assembler, ops: list[str], here: int) -> list[int]:
@@ -639,7 +682,7 @@ def _csr_pseudo(canonical: str, *, reads: bool) -> PseudoFn:
         _arity(canonical, ops, 2)  # csrw csr, rs / csrwi csr, imm
         insn = BY_NAME[canonical]
         if insn.fmt is Fmt.CSRI:
-            return [encode(canonical, csr=a._csr(ops[0], here), imm=a._eval(ops[1], here))]
+            return [encode(canonical, csr=a._csr(ops[0], here), imm=a._operand(ops[1], here))]
         return [encode(canonical, csr=a._csr(ops[0], here), rs1=a._reg(ops[1]))]
 
     return expand

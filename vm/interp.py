@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 from vm.cpu import CsrOp
 from vm.csr import Cause
-from vm.isa import ENDS_BLOCK_NAMES, Insn, Kind, decode, operands
+from vm.isa import ENDS_BLOCK_NAMES, Insn, Kind, decode, illegal_tval, operands
 from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
 
 MASK32 = 0xFFFF_FFFF
@@ -197,14 +197,14 @@ def _count_only(env: Mapping[str, object], pc: int) -> StepFn:
     return step
 
 
-def _illegal(env: Mapping[str, object], word: int) -> StepFn:
+def _illegal(env: Mapping[str, object], tval: int) -> StepFn:
     cpu = env["S"]
     guest_trap = env["GuestTrap"]
 
     def step() -> int:
         cpu.icount += 1  # type: ignore[attr-defined]  # illegal at decode: counted
         cpu.nonretired += 1  # type: ignore[attr-defined]
-        raise guest_trap(Cause.ILLEGAL_INSN, word)  # type: ignore[operator]
+        raise guest_trap(Cause.ILLEGAL_INSN, tval)  # type: ignore[operator]
 
     return step
 
@@ -231,7 +231,7 @@ def predecode(pc: int, word: int) -> Predecoded:
 def _predecode(pc: int, word: int) -> Predecoded:
     insn = decode(word)
     if insn is None:
-        return _illegal, (word,), True
+        return _illegal, (illegal_tval(word),), True
     ops = operands(insn, word)
     ends = insn.name in ENDS_BLOCK_NAMES
     if insn.kind is Kind.ALU and ops.rd == 0:

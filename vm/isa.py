@@ -240,6 +240,15 @@ def imm_j(word: int) -> int:
     return sign_extend(value, 21)
 
 
+def illegal_tval(word: int) -> int:
+    """mtval for an illegal instruction: its bits, as long as the length encoding says.
+
+    Low bits other than 0b11 mark a 16-bit instruction (C is absent, so it is illegal), and
+    the spec and QEMU then report only those 16 bits.
+    """
+    return word if word & 3 == 3 else word & 0xFFFF
+
+
 def shamt(word: int) -> int:
     return (word >> 20) & 0x1F
 

@@ -21,6 +21,8 @@ from vm.timers import TimerList, VirtualTimer
 from vm.translate import bind, compile_region, discover_region
 
 DEFAULT_RAM_SIZE = 8 << 20
+# QEMU rounds `-m` up to 8 KiB; requiring the same keeps RAM's end (and a1) identical.
+RAM_GRANULE = 8 << 10
 
 # QEMU virt's addresses for the devices of this part.
 FINISHER_BASE = 0x0010_0000
@@ -40,8 +42,8 @@ class MachineConfig:
     icount_shift: int = 0
 
     def __post_init__(self) -> None:
-        if self.ram_size <= 0 or self.ram_size % 4096 or self.ram_size > 0x8000_0000:
-            raise ValueError(f"ram_size must be a multiple of 4 KiB up to 2 GiB: {self.ram_size}")
+        if self.ram_size <= 0 or self.ram_size % RAM_GRANULE or self.ram_size > 0x8000_0000:
+            raise ValueError(f"ram_size must be a multiple of 8 KiB up to 2 GiB: {self.ram_size}")
         if not 0 <= self.icount_shift <= 10:
             raise ValueError(f"icount_shift must be 0..10 (QEMU's range): {self.icount_shift}")
 

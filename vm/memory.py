@@ -128,6 +128,8 @@ class Bus:
         if self.is_ram(addr, size):
             offset = addr - RAM_BASE
             return int.from_bytes(self.ram[offset : offset + size], "little")
+        if size > 1 and addr & (size - 1) and self.region_at(addr) is not None:
+            return self._read_misaligned_io(addr, size)
         region = self.region_at(addr)
         if self._serves(region, addr, size):
             return region.device.read(addr - region.base, size)  # type: ignore[union-attr]
@@ -135,6 +137,18 @@ class Bus:
             offset = addr - self.rom_base
             return int.from_bytes(self.rom[offset : offset + size], "little")
         raise GuestTrap(Cause.LOAD_ACCESS_FAULT, addr)
+
+    def _read_misaligned_io(self, addr: int, size: int) -> int:
+        """QEMU's TCG splits a misaligned I/O load into the two aligned loads around it and
+        combines them (little-endian)."""
+        low = addr & ~(size - 1)
+        shift = (addr - low) * 8
+        try:
+            first = self.read(low, size)
+            second = self.read(low + size, size)
+        except GuestTrap:
+            raise GuestTrap(Cause.LOAD_ACCESS_FAULT, addr) from None
+        return ((first >> shift) | (second << (size * 8 - shift))) & ((1 << (size * 8)) - 1)
 
     def read_bytes(self, addr: int, length: int) -> bytes:
         """Host-side bulk read of RAM (loaders, DMA, digests); raises ValueError outside RAM."""
@@ -149,6 +163,11 @@ class Bus:
         """A store of `size` bytes; the slow path of every CPU store."""
         if self.is_ram(addr, size):
             self.write_bytes(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+            return
+        if size > 1 and addr & (size - 1) and self.region_at(addr) is not None:
+            # QEMU's TCG stores a misaligned I/O access byte by byte, in address order.
+            for index in range(size):
+                self.write(addr + index, 1, value >> (8 * index))
             return
         region = self.region_at(addr)
         if self._serves(region, addr, size):

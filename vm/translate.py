@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from vm.cpu import CsrOp
 from vm.csr import Cause
-from vm.isa import ENDS_BLOCK, Insn, Kind, Operands, decode, operands
+from vm.isa import ENDS_BLOCK, Insn, Kind, Operands, decode, illegal_tval, operands
 from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
 
 MASK32 = 0xFFFF_FFFF
@@ -263,7 +263,7 @@ class _RegionWriter:
         """Emit instruction k of n; True if it ended the block (exit or transfer)."""
         insn, ops, pc = d.insn, d.ops, d.pc
         if insn is None:
-            self.trap_counted(depth, k, n, pc, Cause.ILLEGAL_INSN, _hex(d.word))
+            self.trap_counted(depth, k, n, pc, Cause.ILLEGAL_INSN, _hex(illegal_tval(d.word)))
             return True
         kind = insn.kind
         if kind is Kind.ALU:

@@ -1,7 +1,8 @@
 """The ns16550a UART0 at 0x1000_0000 (transmit side; the receive side and IRQs come later).
 
-Registers are one byte wide with QEMU's `virt` reg-shift 0; the 8 offsets alias through the
-0x100-byte window. Any access width works and moves the low byte, as in QEMU's serial_mm.
+Registers are one byte wide with QEMU's `virt` reg-shift 0, so the device window is 8 bytes
+(virt reserves 0x100, but the rest is unmapped and faults, as in QEMU). Any access width
+works and moves the low byte, as in QEMU's serial_mm.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ LSR_TEMT = 0x40  # transmitter empty
 IIR_NO_INT = 0x01
 # QEMU's reset modem status: carrier detect, data set ready, clear to send.
 MSR_RESET = 0xB0
+MCR_OUT2 = 0x08  # QEMU's serial_reset sets OUT2
 
 
 class Uart16550(Device):
     """Transmission completes at once (the host side is write-all), so LSR reads 0x60."""
 
     name = "uart0"
-    size = 0x100
+    size = 8
 
     def __init__(self, host) -> None:  # type: ignore[no-untyped-def]
         super().__init__(host)
         self.ier = 0
         self.lcr = 0
-        self.mcr = 0
+        self.mcr = MCR_OUT2
         self.scr = 0
         self.divisor = 0
 

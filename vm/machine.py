@@ -55,8 +55,13 @@ class Machine:
     `cpu.icount` counts every instruction executed since reset, as QEMU's -icount does.
     """
 
-    def __init__(self, config: MachineConfig | None = None) -> None:
+    def __init__(
+        self, config: MachineConfig | None = None, *, hot_block_entries: int = HOT_BLOCK_ENTRIES
+    ) -> None:
         self.config = config or MachineConfig()
+        # How often the interpreter enters a block before it is translated (1 = translate
+        # at once; tests use that to exercise the translator on short programs).
+        self.hot_block_entries = hot_block_entries
         self.cpu = CpuState()
         self.bus = Bus(ram_size=self.config.ram_size, rom_base=ROM_BASE, rom_size=ROM_SIZE)
         self.timers = TimerList()
@@ -198,7 +203,7 @@ class Machine:
             if fn is None and not single_step:
                 entries = heat.get(pc, 0) + 1
                 heat[pc] = entries
-                if entries >= HOT_BLOCK_ENTRIES:
+                if entries >= self.hot_block_entries:
                     fn = self._translate(pc)
             if fn is None:
                 pc = self._interpret(pc, limit, single=single_step)

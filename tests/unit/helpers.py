@@ -12,12 +12,11 @@ run as translated regions) and "single-step" (`run(..., single_step=True)`).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
-import vm.machine
 from vm import Machine, MachineConfig, RunResult, StopReason
 from vm.asm import assemble, encode
+from vm.interp import HOT_BLOCK_ENTRIES
 from vm.isa import ABI_NAMES
 
 RAM_BASE = 0x8000_0000
@@ -49,26 +48,12 @@ REG["fp"] = 8
 MODES = ("interpreted", "translated", "single-step")
 
 
-@contextlib.contextmanager
-def eager_translation(enabled: bool = True) -> Iterator[None]:
-    """Translate every block on its first entry (the machine normally interprets a block
-    until it has been entered `vm.machine.HOT_BLOCK_ENTRIES` times)."""
-    if not enabled or not hasattr(vm.machine, "HOT_BLOCK_ENTRIES"):
-        yield
-        return
-    saved = vm.machine.HOT_BLOCK_ENTRIES
-    vm.machine.HOT_BLOCK_ENTRIES = 1
-    try:
-        yield
-    finally:
-        vm.machine.HOT_BLOCK_ENTRIES = saved
-
-
 def run_mode(m: Machine, budget: int, mode: str = "interpreted") -> RunResult:
-    """`m.run(budget)` in one of the three execution modes."""
+    """`m.run(budget)` in one of the three execution modes ("translated" translates every
+    block on its first entry instead of after `HOT_BLOCK_ENTRIES` interpreted entries)."""
     assert mode in MODES, mode
-    with eager_translation(mode == "translated"):
-        return m.run(budget, single_step=mode == "single-step")
+    m.hot_block_entries = 1 if mode == "translated" else HOT_BLOCK_ENTRIES
+    return m.run(budget, single_step=mode == "single-step")
 
 
 def u32(value: int) -> int:

@@ -128,8 +128,8 @@ class Bus:
         if self.is_ram(addr, size):
             offset = addr - RAM_BASE
             return int.from_bytes(self.ram[offset : offset + size], "little")
-        if size > 1 and addr & (size - 1) and self.region_at(addr) is not None:
-            return self._read_misaligned_io(addr, size)
+        if size > 1 and addr & (size - 1):
+            return self._read_split(addr, size)
         region = self.region_at(addr)
         if self._serves(region, addr, size):
             return region.device.read(addr - region.base, size)  # type: ignore[union-attr]
@@ -138,17 +138,19 @@ class Bus:
             return int.from_bytes(self.rom[offset : offset + size], "little")
         raise GuestTrap(Cause.LOAD_ACCESS_FAULT, addr)
 
-    def _read_misaligned_io(self, addr: int, size: int) -> int:
-        """QEMU's TCG splits a misaligned I/O load into the two aligned loads around it and
-        combines them (little-endian)."""
+    def _read_split(self, addr: int, size: int) -> int:
+        """A misaligned load not wholly in RAM. QEMU's TCG loads the two aligned parts around
+        it and combines them (little-endian); a part that faults reports its own address."""
         low = addr & ~(size - 1)
         shift = (addr - low) * 8
-        try:
-            first = self.read(low, size)
-            second = self.read(low + size, size)
-        except GuestTrap:
-            raise GuestTrap(Cause.LOAD_ACCESS_FAULT, addr) from None
+        first = self.read(low, size)
+        second = self.read(low + size, size)
         return ((first >> shift) | (second << (size * 8 - shift))) & ((1 << (size * 8)) - 1)
+
+    def _mapped(self, addr: int, size: int) -> bool:
+        region = self.region_at(addr)
+        in_region = region is not None and addr + size <= region.end
+        return self.is_ram(addr, size) or in_region or self._in_rom(addr, size)
 
     def read_bytes(self, addr: int, length: int) -> bytes:
         """Host-side bulk read of RAM (loaders, DMA, digests); raises ValueError outside RAM."""
@@ -164,10 +166,8 @@ class Bus:
         if self.is_ram(addr, size):
             self.write_bytes(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
             return
-        if size > 1 and addr & (size - 1) and self.region_at(addr) is not None:
-            # QEMU's TCG stores a misaligned I/O access byte by byte, in address order.
-            for index in range(size):
-                self.write(addr + index, 1, value >> (8 * index))
+        if size > 1 and addr & (size - 1):
+            self._write_split(addr, size, value)
             return
         region = self.region_at(addr)
         if self._serves(region, addr, size):
@@ -177,6 +177,17 @@ class Bus:
         if self._in_rom(addr, size):
             return  # QEMU's boot ROM ignores writes
         raise GuestTrap(Cause.STORE_ACCESS_FAULT, addr)
+
+    def _write_split(self, addr: int, size: int, value: int) -> None:
+        """A misaligned store not wholly in RAM, as QEMU's TCG does it: when the access
+        crosses into another page, that page must be mapped first (else the fault reports
+        the second aligned part's address and nothing is stored); then bytes are stored one
+        by one in address order, so a byte that faults leaves the earlier ones written."""
+        second = (addr & ~(size - 1)) + size
+        if (addr ^ (addr + size - 1)) >> PAGE_SHIFT and not self._mapped(second, size):
+            raise GuestTrap(Cause.STORE_ACCESS_FAULT, second)
+        for index in range(size):
+            self.write(addr + index, 1, value >> (8 * index))
 
     def write_bytes(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write RAM: marks pages dirty, invalidates translated code, then stores the bytes."""

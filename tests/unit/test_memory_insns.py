@@ -199,6 +199,18 @@ def test_the_last_bytes_of_ram_are_accessible(name, size, mode):
     assert m.cpu.x[A0] == int.from_bytes(b"\x11\x22\x33\x44"[4 - size :], "little")
 
 
+LOAD_SIZES = {"lb": 1, "lbu": 1, "lh": 2, "lhu": 2, "lw": 4}
+STORE_SIZES = {"sb": 1, "sh": 2, "sw": 4}
+
+
+def _qemu_fault_address(address: int, size: int) -> int:
+    """A misaligned access straddling the end of RAM faults on its second aligned part, and
+    QEMU reports that part's address (checked by tests/differential/test_qemu.py)."""
+    if address & (size - 1) and (address + size - 1) >= RAM_END > address:
+        return (address & ~(size - 1)) + size
+    return address
+
+
 @pytest.mark.parametrize(
     ("name", "address"),
     [
@@ -223,7 +235,8 @@ def test_a_load_outside_every_region_is_a_load_access_fault(name, address):
         )
         assert trapped(ran)
         c = ran.cpu
-        assert (c.mcause, c.mtval, c.mepc) == (Cause.LOAD_ACCESS_FAULT, address, RAM_BASE + 4)
+        expected = _qemu_fault_address(address, LOAD_SIZES[name])
+        assert (c.mcause, c.mtval, c.mepc) == (Cause.LOAD_ACCESS_FAULT, expected, RAM_BASE + 4)
         assert c.x[A0] == 0x1234  # rd unchanged
         assert c.x[13] == 1  # the earlier instruction of the block completed
 
@@ -236,7 +249,8 @@ def test_a_store_outside_every_region_is_a_store_access_fault(name, address):
     ran = run_asm([encode(name, rs1=A1, rs2=A2), WFI], regs={A1: address, A2: 0xAB})
     assert trapped(ran)
     c = ran.cpu
-    assert (c.mcause, c.mtval, c.mepc) == (Cause.STORE_ACCESS_FAULT, address, RAM_BASE)
+    expected = _qemu_fault_address(address, STORE_SIZES[name])
+    assert (c.mcause, c.mtval, c.mepc) == (Cause.STORE_ACCESS_FAULT, expected, RAM_BASE)
     assert ran.m.bus.read_bytes(RAM_END - 4, 4) == bytes(4)  # nothing partially written
 
 

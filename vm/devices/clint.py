@@ -24,7 +24,7 @@ MASK64 = (1 << 64) - 1
 
 class Clint(Device):
     name = "clint"
-    size = 0x10000
+    size = 0xC000  # QEMU's ACLINT: swi 0x0000-0x3fff, mtimer 0x4000-0xbfff
     access_sizes = frozenset({4})
 
     def __init__(self, host) -> None:  # type: ignore[no-untyped-def]

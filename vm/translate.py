@@ -6,18 +6,19 @@ A *region* is a set of basic blocks reachable by static control flow from an ent
     def region(L):   # L = icount limit; returns the next pc
 
 whose guest registers live in locals for the whole region and whose blocks are dispatched
-by a `while`/`if pc == ...` chain. Every block first checks that all of its instructions fit
-below `L`; if not, the region returns at that block and the caller single-steps the rest,
-so a budget is met exactly. Any access that leaves the RAM fast path (MMIO, a page that
-must be marked dirty or holds code, a misaligned access), any CSR instruction, MRET, WFI,
-FENCE.I and every trap write the registers back and return: a device therefore sees the
-exact icount of the instruction that touched it (that instruction included), and an
-interrupt it raises is taken before the next instruction.
+by a `while`/`if b == ...` chain, innermost loops first; small successors are inlined and a
+block that loops to itself gets its own inner loop. Every block first checks that all of its
+instructions fit below `L`; if not, the region returns at that block and the caller
+interprets the rest, so a budget is met exactly. Any access that leaves the RAM fast path
+(MMIO, a page that must be marked dirty or holds code, a misaligned access), any CSR
+instruction, MRET, WFI, FENCE.I and every trap write the registers back and return: a
+device therefore sees the exact icount of the instruction that touched it (that instruction
+included), and an interrupt it raises is taken before the next instruction.
 
 Compiled code is shared between machines: `compile_region` caches code objects by entry pc
 and the exact instruction words of the region, and each machine binds them to its own
-globals (`bind`), which costs about a microsecond. The single-step path (`max_blocks=1,
-max_block_insns=1`) is generated from the same templates.
+globals (`bind`), which costs about a microsecond. The interpreter (`vm.interp`) runs the
+same semantics templates for cold code and single steps.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from vm.semantics import ALU_EXPR, BRANCH_COND, LOADS, STORES, fill
 MASK32 = 0xFFFF_FFFF
 MAX_BLOCK_INSNS = 64
 MAX_REGION_BLOCKS = 24
+# Bounds compile() time (about 12 us per generated line) for large straight-line code.
+MAX_REGION_INSNS = 384
 # A bound on cached code objects: fuzz campaigns see an endless stream of fresh programs.
 CODE_CACHE_LIMIT = 20_000
 
@@ -112,15 +115,17 @@ def discover_region(
     if first is None:
         return ()
     blocks = {entry: first}
+    insns = len(first.insns)
     queue = list(first.successors)
     while queue and len(blocks) < max_blocks:
         pc = queue.pop(0)
         if pc in blocks or pc in stop_pcs:
             continue
         block = discover_block(fetch, pc, max_insns=max_block_insns, stop_pcs=stop_pcs)
-        if block is None:
+        if block is None or insns + len(block.insns) > MAX_REGION_INSNS:
             continue
         blocks[pc] = block
+        insns += len(block.insns)
         queue.extend(block.successors)
     return tuple(blocks.values())
 

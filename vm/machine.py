@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vm.boot import ROM_BASE, ROM_SIZE, reset_vector
+from vm.config import MachineConfig
 from vm.cpu import CpuState, GuestTrap
 from vm.csr import Cause
 from vm.devices import Device
-from vm.devices.clint import Clint
-from vm.devices.finisher import SifiveTest
-from vm.devices.uart import Uart16550
+from vm.devices.registry import device_class
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
 from vm.semantics import div_signed, rem_signed
@@ -20,32 +18,9 @@ from vm.stop import RunResult, StopReason
 from vm.timers import TimerList, VirtualTimer
 from vm.translate import bind, compile_region, discover_region
 
-DEFAULT_RAM_SIZE = 8 << 20
-# QEMU rounds `-m` up to 8 KiB; requiring the same keeps RAM's end (and a1) identical.
-RAM_GRANULE = 8 << 10
-
-# QEMU virt's addresses for the devices of this part.
-FINISHER_BASE = 0x0010_0000
-CLINT_BASE = 0x0200_0000
-UART0_BASE = 0x1000_0000
-
 RegionFn = Callable[[int], int]
 # A region runs at most this many instructions per call, so its countdown stays a small int.
 _SLICE_MAX = 1 << 28
-
-
-@dataclass(frozen=True, slots=True)
-class MachineConfig:
-    """What a machine is built from. Part 2 extends it (devices, planted bugs, hashing)."""
-
-    ram_size: int = DEFAULT_RAM_SIZE
-    icount_shift: int = 0
-
-    def __post_init__(self) -> None:
-        if self.ram_size <= 0 or self.ram_size % RAM_GRANULE or self.ram_size > 0x8000_0000:
-            raise ValueError(f"ram_size must be a multiple of 8 KiB up to 2 GiB: {self.ram_size}")
-        if not 0 <= self.icount_shift <= 10:
-            raise ValueError(f"icount_shift must be 0..10 (QEMU's range): {self.icount_shift}")
 
 
 class Machine:
@@ -77,14 +52,11 @@ class Machine:
         self._page_entries: dict[int, set[int]] = {}
         self.bus.on_code_write = self._invalidate_page
         self.devices: dict[str, Device] = {}
-        self._attach(FINISHER_BASE, SifiveTest(self))
-        self._attach(CLINT_BASE, Clint(self))
-        self._attach(UART0_BASE, Uart16550(self))
+        for spec in self.config.devices:
+            device = device_class(spec.kind)(self, spec)
+            self.bus.map_device(spec.name, spec.base, device.size, device)
+            self.devices[spec.name] = device
         self._env = self._region_globals()
-
-    def _attach(self, base: int, device: Device) -> None:
-        self.bus.map_device(device.name, base, device.size, device)
-        self.devices[device.name] = device
 
     def _region_globals(self) -> dict[str, object]:
         cpu, bus = self.cpu, self.bus

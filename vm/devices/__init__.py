@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from vm.config import DeviceSpec
 from vm.stop import StopReason
 
 
@@ -37,15 +38,18 @@ class DeviceHost(Protocol):
 
 
 class Device:
-    """Base class: a named MMIO window. Subclasses override `read` and `write`."""
+    """Base class: an MMIO window built from a `DeviceSpec`. Subclasses override `read` and
+    `write`, and declare `kind` (the registry name) and `size` (the window in bytes)."""
 
-    name = "device"
+    kind = "device"
     size = 0x1000
     # Access widths the device accepts; others fault, as QEMU's `valid` sizes make them.
     access_sizes: frozenset[int] = frozenset({1, 2, 4})
 
-    def __init__(self, host: DeviceHost) -> None:
+    def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         self.host = host
+        self.spec = spec
+        self.name = spec.name
 
     def read(self, offset: int, size: int) -> int:
         del offset, size

@@ -8,8 +8,9 @@ timer armed at now_ns + (mtimecmp - mtime) * 100 ns, whose callback re-evaluates
 
 from __future__ import annotations
 
+from vm.config import DeviceSpec
 from vm.csr import MIP_MSIP, MIP_MTIP
-from vm.devices import Device
+from vm.devices import Device, DeviceHost
 
 MSIP = 0x0000
 MTIMECMP_LO = 0x4000
@@ -23,12 +24,12 @@ MASK64 = (1 << 64) - 1
 
 
 class Clint(Device):
-    name = "clint"
+    kind = "clint"
     size = 0xC000  # QEMU's ACLINT: swi 0x0000-0x3fff, mtimer 0x4000-0xbfff
     access_sizes = frozenset({4})
 
-    def __init__(self, host) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(host)
+    def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
+        super().__init__(host, spec)
         self.msip = 0
         self.mtimecmp = 0
         self.time_delta = 0

@@ -17,7 +17,7 @@ class SifiveTest(Device):
     4-byte accesses here; a byte access faults.
     """
 
-    name = "finisher"
+    kind = "sifive_test"
     size = 0x1000
     access_sizes = frozenset({2, 4})
 

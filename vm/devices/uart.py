@@ -7,7 +7,8 @@ works and moves the low byte, as in QEMU's serial_mm.
 
 from __future__ import annotations
 
-from vm.devices import Device
+from vm.config import DeviceSpec
+from vm.devices import Device, DeviceHost
 
 # Register offsets (DLAB = LCR bit 7 selects the divisor latch at offsets 0 and 1).
 RBR_THR_DLL = 0
@@ -31,11 +32,11 @@ MCR_OUT2 = 0x08  # QEMU's serial_reset sets OUT2
 class Uart16550(Device):
     """Transmission completes at once (the host side is write-all), so LSR reads 0x60."""
 
-    name = "uart0"
+    kind = "ns16550a"
     size = 8
 
-    def __init__(self, host) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(host)
+    def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
+        super().__init__(host, spec)
         self.ier = 0
         self.lcr = 0
         self.mcr = MCR_OUT2

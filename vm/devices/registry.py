@@ -1,0 +1,30 @@
+"""Device models by kind name; a `module:Class` kind names a user device module."""
+
+from __future__ import annotations
+
+import importlib
+
+from vm.config import ConfigError
+from vm.devices import Device
+from vm.devices.clint import Clint
+from vm.devices.finisher import SifiveTest
+from vm.devices.uart import Uart16550
+
+BUILTIN_DEVICES: dict[str, type[Device]] = {cls.kind: cls for cls in (SifiveTest, Clint, Uart16550)}
+
+
+def device_class(kind: str) -> type[Device]:
+    """The class for a device kind: built in, or `package.module:Class` imported on demand."""
+    cls = BUILTIN_DEVICES.get(kind)
+    if cls is not None:
+        return cls
+    module_name, _, class_name = kind.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"unknown device kind {kind!r} (built in: {sorted(BUILTIN_DEVICES)})")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load device {kind!r}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, Device)):
+        raise ConfigError(f"{kind!r} is not a vm.devices.Device subclass")
+    return found

@@ -5,22 +5,29 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 
+from vm.bh import BottomHalf, BottomHalves
 from vm.boot import ROM_BASE, ROM_SIZE, reset_vector
+from vm.clock import CheckpointKind, ClockKind, HostTime, Timer, TimerList, VirtualClock
 from vm.config import MachineConfig
 from vm.cpu import CpuState, GuestTrap
 from vm.csr import Cause
 from vm.devices import Device
 from vm.devices.registry import device_class
+from vm.hostmodel import HostModel
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
+from vm.nondet import Nondet, NondetKind
 from vm.semantics import div_signed, rem_signed
 from vm.stop import RunResult, StopReason
-from vm.timers import TimerList, VirtualTimer
 from vm.translate import bind, compile_region, discover_region
 
 RegionFn = Callable[[int], int]
 # A region runs at most this many instructions per call, so its countdown stays a small int.
 _SLICE_MAX = 1 << 28
+# A hart asleep in WFI whose wake-ups (timers that fire without raising an enabled
+# interrupt) keep coming with no instruction in between is idle forever after this many.
+IDLE_WAKEUPS_MAX = 10_000
+_NEVER = 1 << 62
 
 
 class Machine:
@@ -31,21 +38,32 @@ class Machine:
     """
 
     def __init__(
-        self, config: MachineConfig | None = None, *, hot_block_entries: int = HOT_BLOCK_ENTRIES
+        self,
+        config: MachineConfig | None = None,
+        *,
+        host_seed: int = 0,
+        hot_block_entries: int = HOT_BLOCK_ENTRIES,
     ) -> None:
         self.config = config or MachineConfig()
+        # Everything the host decides (slice quanta and durations, its clock, its stimulus).
+        self.host = HostModel(host_seed)
+        self.nondet = Nondet()
+        self.vclock = VirtualClock(self.config.icount_shift)
+        self.host_time = HostTime(self.host)
+        self.timer_lists = {kind: TimerList(kind) for kind in ClockKind}
+        self.bottom_halves = BottomHalves(lambda: self.cpu.icount)
+        self._slices = 0  # index of the host model's next slice decision
         # How often the interpreter enters a block before it is translated (1 = translate
         # at once; tests use that to exercise the translator on short programs).
         self.hot_block_entries = hot_block_entries
         self.cpu = CpuState()
         self.bus = Bus(ram_size=self.config.ram_size, rom_base=ROM_BASE, rom_size=ROM_SIZE)
-        self.timers = TimerList()
         self.console = bytearray()
         self.console_sink: Callable[[bytes], None] | None = None
         self.breakpoints: frozenset[int] = frozenset()
         self.finisher_code: int | None = None
         self._stop: StopReason | None = None
-        self._timer_due_icount = 0
+        self._virtual_due_icount = 0
         self._regions: dict[int, RegionFn] = {}
         self._steps: dict[int, tuple[StepFn, bool]] = {}
         self._heat: dict[int, int] = {}  # block entries seen by the interpreter, per pc
@@ -95,7 +113,20 @@ class Machine:
         return self.cpu.icount
 
     def virtual_ns(self) -> int:
-        return self.io_icount() << self.config.icount_shift
+        """VIRTUAL clock now, as the accessing instruction sees it."""
+        return self.vclock.now_ns(self.io_icount())
+
+    def read_host_clock(self) -> int:
+        """The HOST clock as the guest may see it: through the nondeterminism choke point."""
+        return self.nondet.value(NondetKind.CLOCK_HOST, self.host_time.host_ns)
+
+    def new_timer(
+        self, clock: ClockKind, callback: Callable[[], None], *, external: bool = False
+    ) -> Timer:
+        return self.timer_lists[clock].new(callback, external=external)
+
+    def new_bottom_half(self, callback: Callable[[], None], *, replay: bool) -> BottomHalf:
+        return self.bottom_halves.new(callback, replay=replay)
 
     def set_cpu_irq(self, bit: int, *, level: bool) -> None:
         self.cpu.set_mip_bit(bit, level=level)
@@ -113,8 +144,14 @@ class Machine:
     def console_output(self) -> bytes:
         return bytes(self.console)
 
-    def new_virtual_timer(self, callback: Callable[[], None]) -> VirtualTimer:
-        return self.timers.new(callback)
+    def new_virtual_timer(self, callback: Callable[[], None]) -> Timer:
+        return self.new_timer(ClockKind.VIRTUAL, callback)
+
+    def checkpoint(self, kind: CheckpointKind) -> bool:
+        """A point where QEMU's replay takes a checkpoint; True lets the work behind it
+        run. Part 3's record/replay hooks in here."""
+        del kind
+        return True
 
     # -- running --------------------------------------------------------------------------
 
@@ -132,45 +169,143 @@ class Machine:
     def run(self, budget: int, *, single_step: bool = False) -> RunResult:
         """Execute exactly `budget` instructions unless a stop reason comes first.
 
-        Cold code is interpreted; a block entered `HOT_BLOCK_ENTRIES` times becomes a
-        translated region. `single_step` interprets every instruction on its own:
-        observably identical, only slower (property tests check it).
+        The main loop: the guest side at an instruction boundary (HOST timers behind a
+        CLOCK_HOST checkpoint, virtual timers behind CLOCK_VIRTUAL, replay-scheduled bottom
+        halves at the async point, interrupts), then a CPU slice that ends at the earliest
+        of the budget, the host model's quantum and the next non-EXTERNAL virtual deadline,
+        then the host side (host time passes, REALTIME timers, plain bottom halves,
+        EXTERNAL timers). `single_step` interprets every instruction on its own:
+        observably identical, only slower.
         """
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
         cpu = self.cpu
         start = cpu.icount
         end = start + budget
-        start_pc = cpu.pc
+        resume_at = (cpu.pc, start)  # a breakpoint here was hit already: run through it
         self._stop = None
         cpu.fault_loop = False
+        idle_wakeups = 0
+        reason: StopReason | None = None
+        while reason is None:
+            self._guest_side()
+            if cpu.irq_pending:
+                cpu.take_interrupt()
+            if self._stop is not None:
+                reason = self._stop
+            elif cpu.halted:
+                if cpu.mip & cpu.mie:
+                    cpu.halted = False
+                    idle_wakeups = 0
+                else:
+                    idle_wakeups += 1
+                    if idle_wakeups > IDLE_WAKEUPS_MAX or not self._idle():
+                        reason = StopReason.WFI_IDLE
+            elif cpu.icount >= end:
+                reason = StopReason.BUDGET
+            else:
+                before = cpu.icount
+                quantum = self.host.quantum_insns(self._slices)
+                limit = min(end, before + quantum, self._virtual_due_icount)
+                reason = self._cpu_exec(limit, resume_at, single_step=single_step)
+                if cpu.icount != before:
+                    idle_wakeups = 0
+                self._host_side(cpu.icount - before)
+        code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
+        return RunResult(reason, cpu.icount - start, code)
+
+    def _guest_side(self) -> None:
+        """Work due at this instruction boundary, in QEMU's order, behind its checkpoints."""
+        lists = self.timer_lists
+        host_timers = lists[ClockKind.HOST]
+        if host_timers.next_deadline_ns() is not None and self.checkpoint(
+            CheckpointKind.CLOCK_HOST
+        ):
+            host_timers.run_expired(self.host_time.host_ns())
+        virtual = lists[ClockKind.VIRTUAL]
+        if virtual.changed or self.cpu.icount >= self._virtual_due_icount:
+            if self.checkpoint(CheckpointKind.CLOCK_VIRTUAL):
+                virtual.run_expired(self.vclock.now_ns(self.cpu.icount))
+            self._update_virtual_due()
+        if self.bottom_halves.replay_queue and self.checkpoint(CheckpointKind.ASYNC):
+            self.bottom_halves.run_replay()
+
+    def _update_virtual_due(self) -> None:
+        virtual = self.timer_lists[ClockKind.VIRTUAL]
+        virtual.changed = False
+        deadline = virtual.next_deadline_ns()
+        if deadline is None:
+            self._virtual_due_icount = _NEVER
+        else:
+            self._virtual_due_icount = self.vclock.icount_at(deadline, self.cpu.icount)
+
+    def _host_side(self, executed: int) -> None:
+        """After a slice: the host's time passes and host-side work runs (none of it may
+        change guest state: that is what the replay rules say and the fuzzer checks)."""
+        self.host_time.advance(self.host.slice_host_ns(self._slices, executed))
+        self._slices += 1
+        self._run_host_work()
+
+    def _run_host_work(self) -> None:
+        self.timer_lists[ClockKind.REALTIME].run_expired(self.host_time.realtime_ns)
+        self.bottom_halves.run_plain()
+        virtual = self.timer_lists[ClockKind.VIRTUAL]
+        virtual.run_expired(self.vclock.now_ns(self.cpu.icount), external=True)
+
+    def _idle(self) -> bool:
+        """The hart sleeps in WFI with nothing pending. Warp virtual time to the next
+        non-EXTERNAL virtual deadline (QEMU's sleep=off), or else let host time pass to the
+        host's next event; False when there is neither (idle forever, pinned)."""
+        deadline = self.timer_lists[ClockKind.VIRTUAL].next_deadline_ns()
+        if deadline is not None:
+            self.vclock.warp_to(deadline, self.cpu.icount)
+            self.timer_lists[ClockKind.VIRTUAL].changed = True
+            return True
+        if self.bottom_halves.plain_queue or self.bottom_halves.replay_queue:
+            self._run_host_work()
+            return True
+        next_host = self._next_host_event_realtime()
+        if next_host is None:
+            return False
+        self.host_time.advance(next_host - self.host_time.realtime_ns)
+        self._run_host_work()
+        return True
+
+    def _next_host_event_realtime(self) -> int | None:
+        """REALTIME of the host's next scheduled event (a REALTIME or HOST timer)."""
+        candidates = []
+        realtime = self.timer_lists[ClockKind.REALTIME].next_deadline_ns()
+        if realtime is not None:
+            candidates.append(realtime)
+        host = self.timer_lists[ClockKind.HOST].next_deadline_ns()
+        if host is not None:
+            candidates.append(self.host_time.realtime_for_host(host))
+        return max(min(candidates), self.host_time.realtime_ns) if candidates else None
+
+    def _cpu_exec(
+        self, limit: int, resume_at: tuple[int, int], *, single_step: bool
+    ) -> StopReason | None:
+        """Run the CPU up to icount `limit`; return early for anything the main loop must
+        see (a timer moved, a stop, WFI), taking interrupts at instruction boundaries."""
+        cpu = self.cpu
         lookup = self._regions.get
         heat = self._heat
         breakpoints = self.breakpoints
+        virtual = self.timer_lists[ClockKind.VIRTUAL]
+        limit = min(limit, cpu.icount + _SLICE_MAX)
         pc = cpu.pc
-        reason: StopReason
+        reason: StopReason | None = None
         while True:
             ic = cpu.icount
-            if self.timers.changed or ic >= self._timer_due_icount:
-                cpu.pc = pc
-                self._run_timers()
             if cpu.irq_pending:
                 cpu.pc = pc
                 cpu.take_interrupt()
                 pc = cpu.pc
-            if cpu.halted:
-                if cpu.mip & cpu.mie:
-                    cpu.halted = False
-                else:
-                    reason = StopReason.WFI_IDLE
-                    break
-            if ic >= end:
-                reason = StopReason.BUDGET
+            if ic >= limit or cpu.halted or virtual.changed:
                 break
-            if breakpoints and pc in breakpoints and (pc != start_pc or ic != start):
+            if breakpoints and pc in breakpoints and (pc, ic) != resume_at:
                 reason = StopReason.BREAKPOINT
                 break
-            limit = min(end, self._timer_due_icount, ic + _SLICE_MAX)
             fn = None if single_step else lookup(pc)
             if fn is None and not single_step:
                 entries = heat.get(pc, 0) + 1
@@ -192,8 +327,7 @@ class Machine:
                 reason = StopReason.FAULT_LOOP
                 break
         cpu.pc = pc
-        code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
-        return RunResult(reason, cpu.icount - start, code)
+        return reason
 
     def _interpret(self, pc: int, limit: int, *, single: bool) -> int:
         """Interpret from `pc` to the end of its block (or one instruction), below `limit`.
@@ -237,18 +371,6 @@ class Machine:
             raise GuestTrap(Cause.INSN_ACCESS_FAULT, pc)
 
         return step
-
-    def _run_timers(self) -> None:
-        shift = self.config.icount_shift
-        self.timers.changed = False
-        self.timers.run_expired(self.cpu.icount << shift)
-        deadline = self.timers.next_deadline_ns()
-        if deadline is None:
-            self._timer_due_icount = 1 << 62
-        else:
-            # The first boundary where icount << shift >= deadline: a ceiling division.
-            self._timer_due_icount = max(self.cpu.icount, -(-deadline >> shift))
-        self.timers.changed = False
 
     def _translate(self, pc: int) -> RegionFn | None:
         """Translate the region at `pc` (None if nothing can be fetched there)."""

@@ -103,7 +103,6 @@ def test_boot_fdt_address_agrees_with_qemu_for_8m(runner: h.Runner) -> None:
 
 # WFI that sleeps: under `sleep=off` QEMU warps the virtual clock to the next timer deadline.
 # QEMU 7.2 itself spins forever in that state at shift >= 6, so the reference runs at 0 and 4.
-@pytest.mark.xfail(reason="WFI warp is part 2", strict=True)
 @pytest.mark.parametrize("shift", [0, 4])
 def test_wfi_sleeps_until_the_timer(runner: h.Runner, shift: int) -> None:
     qemu, det = runner.run("wfi", shift)

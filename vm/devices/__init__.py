@@ -36,6 +36,8 @@ class DeviceHost(Protocol):
 
     def new_virtual_timer(self, callback: Callable[[], None]) -> VirtualTimerHandle: ...
 
+    def read_host_clock(self) -> int: ...
+
 
 class Device:
     """Base class: an MMIO window built from a `DeviceSpec`. Subclasses override `read` and

@@ -11,7 +11,7 @@ from vm.clock import CheckpointKind, ClockKind, HostTime, Timer, TimerList, Virt
 from vm.config import MachineConfig
 from vm.cpu import CpuState, GuestTrap
 from vm.csr import Cause
-from vm.devices import Device
+from vm.devices import Device, IrqLine
 from vm.devices.registry import device_class
 from vm.hostmodel import HostModel
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
@@ -130,6 +130,20 @@ class Machine:
 
     def set_cpu_irq(self, bit: int, *, level: bool) -> None:
         self.cpu.set_mip_bit(bit, level=level)
+
+    def irq_line(self, source: int) -> IrqLine:
+        """A line into interrupt source `source` of the machine's interrupt controller
+        (the first device with a `set_input` method, e.g. the PLIC); with none configured
+        the line goes nowhere, as an unconnected pin would."""
+
+        def deliver(level: bool) -> None:  # noqa: FBT001
+            for device in self.devices.values():
+                set_input = getattr(device, "set_input", None)
+                if set_input is not None:
+                    set_input(source, level)
+                    return
+
+        return IrqLine(deliver)
 
     def request_stop(self, reason: StopReason, *, code: int | None = None) -> None:
         self._stop = reason

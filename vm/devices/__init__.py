@@ -1,9 +1,15 @@
-"""Device models and the small interface they implement.
+"""Device models and the public interface they implement.
 
 A device serves sized MMIO reads and writes at offsets in its window. Everything it needs
 from the machine comes through `DeviceHost`: the icount of the accessing instruction (that
-instruction included, pinned), virtual time derived from it, interrupt lines, stop requests,
-the console and virtual timers.
+instruction included, pinned), virtual time derived from it, interrupt lines, timers on a
+chosen clock, bottom halves (plain or replay-scheduled), HOST clock reads through the
+nondeterminism choke point, stop requests and the console. Built-in devices use nothing
+else, so a device in a user's own module is first-class.
+
+Interrupt lines (pinned): a device drives `host.irq_line(n)` (PLIC source n, usually
+`spec.irq`); the receiver stores the levels it has seen, so no device ever pushes its line
+again from post_load.
 """
 
 from __future__ import annotations
@@ -21,8 +27,40 @@ class VirtualTimerHandle(Protocol):
     def cancel(self) -> None: ...
 
 
+class IrqLine:
+    """One interrupt line from a device to its receiver (the PLIC, or mip for the CLINT).
+
+    The line remembers its level so that raising it twice is one edge; the receiver keeps
+    its own copy of the input levels (and its pending bits) in its saved state.
+    """
+
+    __slots__ = ("level", "sink")
+
+    def __init__(self, sink: Callable[[bool], None]) -> None:
+        self.sink = sink
+        self.level = False
+
+    def set(self, level: bool) -> None:  # noqa: FBT001 - a line level is naturally a bool
+        self.level = level
+        self.sink(level)
+
+    def raise_(self) -> None:
+        self.set(True)
+
+    def lower(self) -> None:
+        self.set(False)
+
+
+class IrqReceiver(Protocol):
+    """A device that takes interrupt lines (the PLIC): `set_input(source, level)`."""
+
+    def set_input(self, source: int, level: bool) -> None: ...  # noqa: FBT001
+
+
 class DeviceHost(Protocol):
     """The machine as a device sees it."""
+
+    def irq_line(self, source: int) -> IrqLine: ...
 
     def io_icount(self) -> int: ...
 

@@ -50,12 +50,23 @@ from __future__ import annotations
 
 import abc
 import reprlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias, TypeGuard
+from typing import Any, Final, TypeAlias, TypedDict, TypeGuard
 
-Wire: TypeAlias = int | bool | bytes | list["Wire"] | dict[str, "Wire"] | None
+Wire: TypeAlias = int | bool | bytes | str | list["Wire"] | dict[str, "Wire"] | None
 Hook: TypeAlias = Callable[[Any], None]
+
+
+class SectionData(TypedDict):
+    """What `save` returns for one section (and, nested, for each saved subsection)."""
+
+    name: str
+    version: int
+    fields: dict[str, Wire]
+    subsections: list[SectionData]
+
 
 SECTION_KEYS: Final = ("name", "version", "fields", "subsections")
 
@@ -484,7 +495,7 @@ def _covered(desc: VMStateDescription) -> list[str]:
     paths = [path for f in desc.fields for path in f.kind.covered(f.attr)]
     for sub in desc.subsections:
         paths.extend(_covered(sub.desc))
-    dups = sorted({p for p in paths if paths.count(p) > 1})
+    dups = sorted(p for p, n in Counter(paths).items() if n > 1)
     if dups:
         raise ValueError(f"{desc.name}: attributes saved more than once: {dups}")
     return paths
@@ -514,7 +525,7 @@ def _encode_fields(fields: Sequence[Field], obj: object, where: str) -> dict[str
     return out
 
 
-def _save_section(desc: VMStateDescription, obj: object, where: str) -> dict[str, Wire]:
+def _save_section(desc: VMStateDescription, obj: object, where: str) -> SectionData:
     if desc.pre_save is not None:
         desc.pre_save(obj)
     return {
@@ -530,7 +541,7 @@ def _save_section(desc: VMStateDescription, obj: object, where: str) -> dict[str
     }
 
 
-def save(desc: VMStateDescription, obj: object) -> dict[str, Wire]:
+def save(desc: VMStateDescription, obj: object) -> SectionData:
     """`obj`'s state as plain msgpack-ready data; calls `pre_save` first. Raises
     VMStateError if an attribute is missing or holds a value its field cannot save."""
     return _save_section(desc, obj, f"save {desc.name}")
@@ -552,10 +563,12 @@ def _decode_fields(
     fields: Sequence[Field], wire: object, where: str, version: int
 ) -> dict[str, object]:
     data = _expect_dict(wire, where, "fields")
+    # A field from a later version than the data claims is a corrupt or forged section;
+    # say so rather than calling a field the description declares "unknown".
+    newer = {f.attr: f.since for f in fields if f.since > version}
     for key in data:
-        newer = next((f for f in fields if f.attr == key and f.since > version), None)
-        if newer is not None:
-            problem = f"field {key!r} is new in version {newer.since}, saved at {version}"
+        if key in newer:
+            problem = f"field {key!r} is new in version {newer[key]}, saved at {version}"
             raise _fail(where, problem)
     _check_keys(data, [f.attr for f in fields if f.since <= version], where, "field")
     return {

@@ -33,6 +33,7 @@ GUESTS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("boot", (0, 7)),
 )
 
+
 @pytest.fixture(scope="session")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> h.Runner:
     return h.Runner(h.GuestBuilder(tmp_path_factory.mktemp("qemu-guests")))

@@ -112,6 +112,15 @@ class CpuState:
         self.last_trap_target = -1
         self.last_trap_retired = -1
 
+    def reset(self) -> None:
+        """What QEMU 7.2's CPU reset changes on an M-only hart: MIE and mcause cleared, out
+        of WFI. GPRs and the other CSRs keep their values; the caller sets the pc."""
+        self.mstatus &= ~MSTATUS_MIE
+        self.mcause = 0
+        self.halted = False
+        self.fault_loop = False
+        self.update_irq_pending()
+
     # -- counters ---------------------------------------------------------------------
 
     @property

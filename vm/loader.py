@@ -44,7 +44,7 @@ def load_flat(machine: Machine, data: bytes) -> int:
         raise LoadError(
             f"the flat binary ({len(data)} bytes) is larger than RAM ({machine.config.ram_size})"
         )
-    machine.bus.write_bytes(RAM_BASE, data)
+    machine.load_image(RAM_BASE, data)
     return RAM_BASE
 
 
@@ -76,9 +76,9 @@ def load_elf(machine: Machine, data: bytes) -> int:
                 f"ELF segment {index} at {p_paddr:#x}+{p_memsz:#x} does not fit in RAM "
                 f"({RAM_BASE:#x}+{machine.config.ram_size:#x})"
             )
-        machine.bus.write_bytes(p_paddr, data[p_offset : p_offset + p_filesz])
         # RAM starts zeroed, but a segment may be loaded over earlier data: clear the bss.
-        machine.bus.write_bytes(p_paddr + p_filesz, bytes(p_memsz - p_filesz))
+        segment = data[p_offset : p_offset + p_filesz] + bytes(p_memsz - p_filesz)
+        machine.load_image(p_paddr, segment)
         loaded += 1
     if not loaded:
         raise LoadError("the ELF has no loadable segments")

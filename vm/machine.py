@@ -62,6 +62,7 @@ class Machine:
         self.console_sink: Callable[[bytes], None] | None = None
         self.breakpoints: frozenset[int] = frozenset()
         self.finisher_code: int | None = None
+        self.boot_image: list[tuple[int, bytes]] = []  # what a system reset copies in again
         self._stop: StopReason | None = None
         self._virtual_due_icount = 0
         self._regions: dict[int, RegionFn] = {}
@@ -99,11 +100,31 @@ class Machine:
 
     # -- boot -----------------------------------------------------------------------------
 
+    def load_image(self, addr: int, data: bytes) -> None:
+        """Put part of the program into RAM, as QEMU's `-kernel` loader does; like QEMU's
+        ROM blobs, the image is copied in again on every system reset."""
+        self.bus.write_bytes(addr, data)
+        self.boot_image.append((addr, bytes(data)))
+
     def boot(self, entry: int) -> None:
         """Reset the hart to QEMU's reset vector at 0x1000, which jumps to `entry`."""
         ram_end = RAM_BASE + self.config.ram_size
         rom = reset_vector(entry=entry, ram_end=ram_end)
         self.bus.rom[: len(rom)] = rom
+        self.cpu.pc = ROM_BASE
+
+    def system_reset(self) -> None:
+        """A guest reset request (the finisher's 0x7777), as QEMU 7.2 performs it: every
+        device resets, the program image is copied into RAM again, and the hart restarts at
+        the reset vector with MIE and mcause cleared. The rest of RAM, the GPRs and the other
+        CSRs keep their values, and icount and virtual time go on (checked on the reference
+        QEMU)."""
+        self.checkpoint(CheckpointKind.RESET)
+        for device in self.devices.values():
+            device.reset()
+        for addr, data in self.boot_image:
+            self.bus.write_bytes(addr, data)
+        self.cpu.reset()
         self.cpu.pc = ROM_BASE
 
     # -- what devices see (the one place the icount reaches a device) -------------------
@@ -225,6 +246,8 @@ class Machine:
                 if cpu.icount != before:
                     idle_wakeups = 0
                 self._host_side(cpu.icount - before)
+        if reason is StopReason.FINISHER_RESET:
+            self.system_reset()  # the next run starts at the reset vector, as QEMU goes on
         code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
         return RunResult(reason, cpu.icount - start, code)
 

@@ -31,6 +31,7 @@ GUESTS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("icount", (0, 7)),
     ("interrupts", (0, 7)),
     ("boot", (0, 7)),
+    ("reset", (0, 7)),
 )
 
 

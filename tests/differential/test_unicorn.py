@@ -11,9 +11,10 @@ exactly that many (`run(count)` must stop there with BUDGET) and, on another mac
 generous budget that leaves it spinning in the self-loop. All 32 registers, the pc and the
 whole RAM (code page and data page included) must agree.
 
-detfuzz is run twice per program: with its default policy (cold code interpreted, hot code
-translated) and with every block translated on first entry, so the translator is compared
-too, not only the interpreter.
+detfuzz runs each program three times: with its default policy (cold code interpreted, hot
+code translated: for straight-line code that is the interpreter), and twice with every block
+translated on first entry (exact count, and past the halt), so the translator is compared
+too.
 
 Pinned examples cover each M-extension corner case of the spec's table (division by zero,
 INT_MIN / -1, signed truncation, high products of extreme values) and register shift amounts
@@ -23,8 +24,6 @@ spec's own values on both sides, so a disagreement also says who is wrong.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 from hypothesis import Phase, example, given, note, settings
 
@@ -33,93 +32,65 @@ from vm.asm import encode
 
 try:
     from properties.programs import (
-        CODE_BASE,
-        DATA_PAGE,
         DATA_PTR,
         DATA_SIZE,
         INT_MIN,
         MASK32,
-        RAM_SIZE,
         Program,
-        eager_translation,
+        compare_with_unicorn,
         li,
         load_machine,
+        release,
+        run_unicorn,
         straight_line_programs,
     )
 except ImportError:  # tests/ itself is a package (rootdir on sys.path instead)
     from tests.properties.programs import (  # type: ignore[no-redef]
-        CODE_BASE,
-        DATA_PAGE,
         DATA_PTR,
         DATA_SIZE,
         INT_MIN,
         MASK32,
-        RAM_SIZE,
         Program,
-        eager_translation,
+        compare_with_unicorn,
         li,
         load_machine,
+        release,
+        run_unicorn,
         straight_line_programs,
     )
 
-unicorn = pytest.importorskip("unicorn")
-from unicorn import UC_ARCH_RISCV, UC_HOOK_CODE, UC_MODE_RISCV32, Uc  # noqa: E402
-from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0  # noqa: E402
+pytest.importorskip("unicorn")
 
 # Hypothesis's explain phase re-runs failures dozens of times; the listing says more.
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
 
 
 # ---------------------------------------------------------------------------------------
-# The two engines
+# The two engines (Unicorn's side lives in programs.py, shared with the SMC properties)
 
 
-def run_unicorn(program: Program) -> tuple[list[int], int, bytes, int]:
-    """(x0..x31, pc, RAM, instructions executed) after running to the final self-loop."""
-    uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
-    uc.mem_map(CODE_BASE, RAM_SIZE)
-    uc.mem_write(CODE_BASE, program.code_bytes)
-    uc.mem_write(DATA_PAGE, program.data)
-    for i in range(1, 32):
-        uc.reg_write(UC_RISCV_REG_X0 + i, program.regs[i] & MASK32)
-    count = [0]
+def run_detfuzz(
+    program: Program,
+    budget: int,
+    *,
+    eager: bool = False,
+    single_step: bool = False,
+    exact_halt: bool = False,
+) -> Machine:
+    """A machine with `program` after running `budget` instructions (which must all run).
 
-    def on_code(_uc: object, _address: int, _size: int, _data: object) -> None:
-        count[0] += 1
-
-    uc.hook_add(UC_HOOK_CODE, on_code)
-    # A straight-line program executes each instruction at most once; the bound makes a
-    # broken `until` fail instead of hang.
-    uc.emu_start(CODE_BASE, program.end, count=len(program.code))
-    regs = [uc.reg_read(UC_RISCV_REG_X0 + i) & MASK32 for i in range(32)]
-    return regs, uc.reg_read(UC_RISCV_REG_PC), bytes(uc.mem_read(CODE_BASE, RAM_SIZE)), count[0]
-
-
-def run_detfuzz(program: Program, budget: int) -> Machine:
-    m = load_machine(program)
-    result = m.run(budget)
-    if result.reason is not StopReason.BUDGET or result.executed != budget:
-        pytest.fail(f"detfuzz stopped with {result} instead of running {budget} instructions")
+    `exact_halt` (budget = Unicorn's count): the halt must be first reached by the last of
+    them, so the run is split there and the pc checked in between; otherwise the final
+    self-loop would hide instructions executed but not counted."""
+    m = load_machine(program, eager=eager)
+    parts = (budget - 1, 1) if exact_halt and budget else (budget,)
+    for i, part in enumerate(parts):
+        result = m.run(part, single_step=single_step)
+        if result.reason is not StopReason.BUDGET or result.executed != part:
+            pytest.fail(f"detfuzz stopped with {result} instead of running {part} instructions")
+        if exact_halt and i == 0 and len(parts) == 2 and m.cpu.pc == program.end:
+            pytest.fail(f"detfuzz reached the halt after {part} instructions, not {budget}")
     return m
-
-
-def compare(program: Program, name: str, m: Machine, ref: tuple[list[int], int, bytes, int]
-            ) -> None:
-    regs, pc, ram, _count = ref
-    problems = []
-    for i in range(32):
-        if m.cpu.x[i] != regs[i]:
-            problems.append(f"x{i}: detfuzz {m.cpu.x[i]:#010x} unicorn {regs[i]:#010x}")
-    if m.cpu.pc != pc:
-        problems.append(f"pc: detfuzz {m.cpu.pc:#x} unicorn {pc:#x}")
-    ours = bytes(m.bus.ram[:RAM_SIZE])
-    if ours != ram:
-        first = next(i for i in range(RAM_SIZE) if ours[i] != ram[i])
-        problems.append(
-            f"RAM at {CODE_BASE + first:#x}: detfuzz {ours[first:first + 8].hex()} "
-            f"unicorn {ram[first:first + 8].hex()}"
-        )
-    assert not problems, f"{name}: " + "; ".join(problems) + "\n" + program.listing()
 
 
 def check_program(program: Program) -> None:
@@ -129,13 +100,18 @@ def check_program(program: Program) -> None:
     assert ref[1] == program.end, f"unicorn stopped at {ref[1]:#x}, not at the halt"
     assert count <= len(program.code) - 1
     # Default policy: exactly `count` instructions (mostly interpreted: cold code).
-    exact = run_detfuzz(program, count)
+    exact = run_detfuzz(program, count, exact_halt=True)
     assert exact.cpu.icount == count
-    compare(program, "detfuzz run(count)", exact, ref)
-    with eager_translation():
-        # Every block translated: exactly `count`, and a generous budget spinning at the end.
-        compare(program, "detfuzz eager run(count)", run_detfuzz(program, count), ref)
-        compare(program, "detfuzz eager run(count + 37)", run_detfuzz(program, count + 37), ref)
+    compare_with_unicorn(program, "detfuzz run(count)", exact, ref)
+    # Every block translated: exactly `count`, and a generous budget spinning at the end.
+    eager = run_detfuzz(program, count, eager=True, exact_halt=True)
+    compare_with_unicorn(program, "detfuzz translated run(count)", eager, ref)
+    spin = run_detfuzz(program, count + 37, eager=True)
+    compare_with_unicorn(program, "detfuzz translated run(count + 37)", spin, ref)
+    # The single-step path (the reference of the translation-equivalence properties).
+    single = run_detfuzz(program, count, single_step=True, exact_halt=True)
+    compare_with_unicorn(program, "detfuzz single-step run(count)", single, ref)
+    release((exact, eager, spin, single))
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,8 +218,11 @@ SPEC_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "a", "b", "expected"), SPEC_CASES,
-                         ids=[f"{c[0]}-{c[1]:#x}-{c[2]:#x}" for c in SPEC_CASES])
+@pytest.mark.parametrize(
+    ("name", "a", "b", "expected"),
+    SPEC_CASES,
+    ids=[f"{c[0]}-{c[1]:#x}-{c[2]:#x}" for c in SPEC_CASES],
+)
 def test_m_extension_matches_the_spec_table(name: str, a: int, b: int, expected: int) -> None:
     code = (*li(5, a), *li(6, b), encode(name, rd=7, rs1=5, rs2=6), encode("jal", imm=0))
     regs = [0] * 32
@@ -252,8 +231,7 @@ def test_m_extension_matches_the_spec_table(name: str, a: int, b: int, expected:
     uc_regs = run_unicorn(program)[0]
     assert uc_regs[7] == expected, f"unicorn: {uc_regs[7]:#x}"
     for eager in (False, True):
-        with eager_translation() if eager else contextlib.nullcontext():
-            m = run_detfuzz(program, 5)
+        m = run_detfuzz(program, 5, eager=eager, exact_halt=True)
         assert m.cpu.x[7] == expected, f"detfuzz (eager={eager}): {m.cpu.x[7]:#x}"
         m = load_machine(program)
         for _ in range(5):

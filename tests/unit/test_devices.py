@@ -520,3 +520,37 @@ def test_host_bus_accesses_reach_the_same_devices():
     assert m.console_output() == b"h"
     m.bus.write(CLINT_MSIP, 4, 1)
     assert m.cpu.mip & MIP_MSIP
+
+
+# -- system reset (finisher 0x7777) --------------------------------------------------------------
+
+
+def test_a_guest_reset_restores_the_image_and_devices_and_keeps_the_rest():
+    from vm import Machine
+    from vm.asm import assemble
+    from vm.boot import ROM_BASE
+    from vm.loader import load_program
+
+    program = assemble("""
+        li   t0, 0x80100000
+        li   t1, 0xabc
+        sw   t1, 0(t0)          # RAM outside the image
+        la   t2, word
+        sw   t1, 0(t2)          # the image itself
+        li   t3, 0x10000007
+        sb   t1, 0(t3)          # UART SCR
+        li   t4, 0x00100000
+        li   t5, 0x7777
+        sw   t5, 0(t4)
+    word: .word 0x99
+    """)
+    m = Machine()
+    load_program(m, program)
+    result = m.run(1000)
+    assert result.reason is StopReason.FINISHER_RESET
+    assert m.cpu.pc == ROM_BASE
+    assert m.bus.read(0x8010_0000, 4) == 0xABC  # kept
+    assert m.bus.read(0x8000_0000 + program.index((0x99).to_bytes(4, "little")), 4) == 0x99
+    assert m.bus.read(0x1000_0007, 1) == 0  # UART reset
+    assert m.cpu.x[6] == 0xABC  # GPRs kept
+    assert m.run(6).reason is StopReason.BUDGET and m.cpu.pc == 0x8000_0000  # boots again

@@ -97,3 +97,6 @@ class Device:
 
     def write(self, offset: int, size: int, value: int) -> None:
         del offset, size, value
+
+    def reset(self) -> None:
+        """Return to the state after power-on (a system reset); the default has none."""

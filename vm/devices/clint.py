@@ -34,8 +34,14 @@ class Clint(Device):
         self.mtimecmp = 0
         self.time_delta = 0
         self.timer = host.new_virtual_timer(self._timer_expired)
-        # ACLINT reset clears mtime, which re-evaluates mtimecmp (0 <= 0): MTIP starts high.
-        self._write_timecmp(0)
+        self.reset()
+
+    def reset(self) -> None:
+        """ACLINT reset writes 0 to mtime, which re-evaluates mtimecmp (at power-on 0 <= 0, so
+        MTIP starts high); mtimecmp and msip keep their values, as in QEMU 7.2."""
+        self.time_delta = 0
+        self.time_delta = -self.mtime() & MASK64
+        self._write_timecmp(self.mtimecmp)
 
     def mtime(self) -> int:
         return (self.host.virtual_ns() // NS_PER_TICK + self.time_delta) & MASK64

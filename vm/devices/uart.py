@@ -37,6 +37,10 @@ class Uart16550(Device):
 
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)
+        self.reset()
+
+    def reset(self) -> None:
+        """QEMU's serial_reset."""
         self.ier = 0
         self.lcr = 0
         self.mcr = MCR_OUT2

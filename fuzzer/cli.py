@@ -117,6 +117,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     machine.console_sink = stdout.write
     try:
         result = machine.run(args.budget)
+        executed = result.executed
+        while result.reason is StopReason.FINISHER_RESET and executed < args.budget:
+            # The guest asked for a reset: the machine has reset itself; run on, as QEMU does.
+            result = machine.run(args.budget - executed)
+            executed += result.executed
     except KeyboardInterrupt:
         stdout.flush()
         sys.stderr.write(f"detfuzz: interrupted at icount={machine.cpu.icount}\n")

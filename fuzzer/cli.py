@@ -12,6 +12,7 @@ Only the standard library and `vm` are imported on the `run` path, so start-up s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -126,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         stdout.flush()
         sys.stderr.write(f"detfuzz: interrupted at icount={machine.cpu.icount}\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a shell tool would on SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     stdout.flush()
     status = {
         StopReason.FINISHER_PASS: EXIT_OK,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from vm.backends import Backend, CharBackend, NetBackend, Stimulus
 from vm.bh import BottomHalf, BottomHalves
 from vm.boot import ROM_BASE, ROM_SIZE, reset_vector
 from vm.clock import CheckpointKind, ClockKind, HostTime, Timer, TimerList, VirtualClock
@@ -42,6 +43,7 @@ class Machine:
         config: MachineConfig | None = None,
         *,
         host_seed: int = 0,
+        stimulus: Iterable[Stimulus] = (),
         hot_block_entries: int = HOT_BLOCK_ENTRIES,
     ) -> None:
         self.config = config or MachineConfig()
@@ -53,6 +55,10 @@ class Machine:
         self.timer_lists = {kind: TimerList(kind) for kind in ClockKind}
         self.bottom_halves = BottomHalves(lambda: self.cpu.icount)
         self._slices = 0  # index of the host model's next slice decision
+        # Host input, by REALTIME of arrival; the backends it arrives into, by name.
+        self.stimulus: tuple[Stimulus, ...] = tuple(sorted(stimulus))
+        self._next_stimulus = 0
+        self.backends: dict[str, Backend] = {}
         # How often the interpreter enters a block before it is translated (1 = translate
         # at once; tests use that to exercise the translator on short programs).
         self.hot_block_entries = hot_block_entries
@@ -148,6 +154,22 @@ class Machine:
 
     def new_bottom_half(self, callback: Callable[[], None], *, replay: bool) -> BottomHalf:
         return self.bottom_halves.new(callback, replay=replay)
+
+    def char_backend(self, name: str) -> CharBackend:
+        """The character backend named `name` (stimulus channel), created on first use."""
+        return self._backend(name, CharBackend)  # type: ignore[return-value]
+
+    def net_backend(self, name: str) -> NetBackend:
+        """The network backend named `name` (stimulus channel), created on first use."""
+        return self._backend(name, NetBackend)  # type: ignore[return-value]
+
+    def _backend(self, name: str, kind: type[CharBackend] | type[NetBackend]) -> Backend:
+        backend = self.backends.get(name)
+        if backend is None:
+            backend = self.backends[name] = kind(name, len(self.backends))
+        elif not isinstance(backend, kind):
+            raise ValueError(f"backend {name!r} is a {type(backend).__name__}")
+        return backend
 
     def set_cpu_irq(self, bit: int, *, level: bool) -> None:
         self.cpu.set_mip_bit(bit, level=level)
@@ -264,8 +286,15 @@ class Machine:
             if self.checkpoint(CheckpointKind.CLOCK_VIRTUAL):
                 virtual.run_expired(self.vclock.now_ns(self.cpu.icount))
             self._update_virtual_due()
-        if self.bottom_halves.replay_queue and self.checkpoint(CheckpointKind.ASYNC):
+        if self._async_work() and self.checkpoint(CheckpointKind.ASYNC):
             self.bottom_halves.run_replay()
+            for backend in self.backends.values():
+                backend.deliver(self.nondet)
+
+    def _async_work(self) -> bool:
+        return bool(self.bottom_halves.replay_queue) or any(
+            backend.has_input() for backend in self.backends.values()
+        )
 
     def _update_virtual_due(self) -> None:
         virtual = self.timer_lists[ClockKind.VIRTUAL]
@@ -284,10 +313,23 @@ class Machine:
         self._run_host_work()
 
     def _run_host_work(self) -> None:
+        self._deliver_stimulus()
         self.timer_lists[ClockKind.REALTIME].run_expired(self.host_time.realtime_ns)
         self.bottom_halves.run_plain()
         virtual = self.timer_lists[ClockKind.VIRTUAL]
         virtual.run_expired(self.vclock.now_ns(self.cpu.icount), external=True)
+
+    def _deliver_stimulus(self) -> None:
+        """Host input whose time has come arrives in its backend (a channel no device
+        listens on drops it, as a host with nothing attached would)."""
+        stimulus = self.stimulus
+        now = self.host_time.realtime_ns
+        while self._next_stimulus < len(stimulus) and stimulus[self._next_stimulus].host_ns <= now:
+            event = stimulus[self._next_stimulus]
+            self._next_stimulus += 1
+            backend = self.backends.get(event.channel)
+            if backend is not None:
+                backend.arrive(event.payload)
 
     def _idle(self) -> bool:
         """The hart sleeps in WFI with nothing pending. Warp virtual time to the next
@@ -300,6 +342,8 @@ class Machine:
             return True
         if self.bottom_halves.plain_queue or self.bottom_halves.replay_queue:
             self._run_host_work()
+            return True
+        if any(b.has_input() for b in self.backends.values()) and self._deliver_now():
             return True
         next_host = self._next_host_event_realtime()
         if next_host is None:
@@ -317,7 +361,16 @@ class Machine:
         host = self.timer_lists[ClockKind.HOST].next_deadline_ns()
         if host is not None:
             candidates.append(self.host_time.realtime_for_host(host))
+        if self._next_stimulus < len(self.stimulus):
+            candidates.append(self.stimulus[self._next_stimulus].host_ns)
         return max(min(candidates), self.host_time.realtime_ns) if candidates else None
+
+    def _deliver_now(self) -> bool:
+        """While the hart sleeps: let frontends take buffered host input (at the async
+        point, behind its checkpoint). True if any did."""
+        if not self.checkpoint(CheckpointKind.ASYNC):
+            return False
+        return any([backend.deliver(self.nondet) for backend in self.backends.values()])
 
     def _cpu_exec(
         self, limit: int, resume_at: tuple[int, int], *, single_step: bool

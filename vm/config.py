@@ -79,11 +79,13 @@ class DeviceSpec:
             raise ConfigError(f"malformed device entry {data!r}: {exc}") from None
 
 
-# QEMU virt's addresses for the devices detfuzz has today.
+# QEMU virt's devices at its addresses and interrupt sources.
 FINISHER = DeviceSpec("sifive_test", "finisher", 0x0010_0000)
+RTC = DeviceSpec("goldfish_rtc", "rtc", 0x0010_1000, irq=11)
 CLINT = DeviceSpec("clint", "clint", 0x0200_0000)
+PLIC = DeviceSpec("plic", "plic", 0x0C00_0000)
 UART0 = DeviceSpec("ns16550a", "uart0", 0x1000_0000, irq=10)
-DEFAULT_DEVICES: tuple[DeviceSpec, ...] = (FINISHER, CLINT, UART0)
+DEFAULT_DEVICES: tuple[DeviceSpec, ...] = (FINISHER, RTC, CLINT, PLIC, UART0)
 
 
 @dataclass(frozen=True, slots=True)

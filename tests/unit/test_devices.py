@@ -124,8 +124,9 @@ def test_other_finisher_writes_are_ignored(address, value):
 
 
 def test_the_finisher_window_is_one_page():
-    ran = store("sw", FINISHER + 0x1000, 0x5555)
-    assert trapped(ran) and ran.cpu.mcause == Cause.STORE_ACCESS_FAULT
+    # The next page is the RTC's: a finisher word written there does not end the run.
+    ran = store("sw", FINISHER + 0x1000 + 0x20, 0x5555)
+    assert ran.reason is StopReason.WFI_IDLE
 
 
 # -- CLINT: msip -----------------------------------------------------------------------------------
@@ -481,9 +482,9 @@ def test_a_word_load_that_runs_past_the_uart_window_faults():
     "address",
     [
         0x0,
-        0x0C00_0000,
-        0x0010_1000,
-        0x1000_1000,
+        0x0C60_0000,  # just past the PLIC's 6 MiB window
+        0x0010_2000,  # just past the RTC
+        0x1000_1000,  # a virtio-mmio slot: detfuzz's own devices are not in the default map
         0x0201_0000,
         0x3000_0000,
         0x7FFF_FFFC,

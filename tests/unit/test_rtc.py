@@ -6,7 +6,6 @@ import pytest
 
 from vm import Machine, MachineConfig
 from vm.clock import CheckpointKind
-from vm.config import DEFAULT_DEVICES, DeviceSpec
 from vm.devices.rtc import (
     ALARM_HIGH,
     ALARM_LOW,
@@ -21,11 +20,10 @@ from vm.memory import RAM_BASE
 from vm.nondet import NondetKind
 
 RTC_BASE = 0x0010_1000
-RTC = DeviceSpec("vm.devices.rtc:GoldfishRtc", "rtc", RTC_BASE, irq=11)
 
 
 def machine(seed: int = 0) -> Machine:
-    m = Machine(MachineConfig(devices=(*DEFAULT_DEVICES, RTC)), host_seed=seed)
+    m = Machine(MachineConfig(), host_seed=seed)  # the RTC is one of virt's default devices
     m.bus.write_bytes(RAM_BASE, (0x0000_006F).to_bytes(4, "little"))  # j . (spin)
     m.cpu.pc = RAM_BASE
     return m

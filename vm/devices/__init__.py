@@ -15,10 +15,11 @@ again from post_load.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from vm.config import DeviceSpec
 from vm.stop import StopReason
+from vm.vmstate import VMStateDescription
 
 
 class VirtualTimerHandle(Protocol):
@@ -85,6 +86,14 @@ class Device:
     size = 0x1000
     # Access widths the device accepts; others fault, as QEMU's `valid` sizes make them.
     access_sizes: frozenset[int] = frozenset({1, 2, 4})
+    # The device's saved state (vm.vmstate), declared by each subclass beside its fields.
+    # None means "not declared": savevm refuses such a device by name rather than silently
+    # dropping its state; a device without guest state declares an empty description.
+    VMSTATE: ClassVar[VMStateDescription | None] = None
+    # Attributes holding host-side or transient state (a backend handle, a host-paced
+    # helper's bookkeeping, a cache) that a subclass declares by name: the state digest
+    # (vm.digest) skips them. Every other instance attribute counts as guest state.
+    HOST_SIDE: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         self.host = host

@@ -11,6 +11,7 @@ from __future__ import annotations
 from vm.config import DeviceSpec
 from vm.csr import MIP_MSIP, MIP_MTIP
 from vm.devices import Device, DeviceHost
+from vm.vmstate import U32, U64, OptionalInt, Struct, VMStateDescription
 
 MSIP = 0x0000
 MTIMECMP_LO = 0x4000
@@ -28,6 +29,23 @@ class Clint(Device):
     size = 0xC000  # QEMU's ACLINT: swi 0x0000-0x3fff, mtimer 0x4000-0xbfff
     access_sizes = frozenset({4})
 
+    # mtime itself is not state: it derives from the virtual clock (saved by the machine)
+    # and time_delta. The timer's deadline is saved as it stands rather than recomputed
+    # from mtimecmp, so a load needs neither the clock nor the CPU. MTIP and MSIP are not
+    # pushed again after a load: mip (the receiver) saves the levels it has seen.
+    VMSTATE = VMStateDescription(
+        "clint",
+        version=1,
+        minimum_version=1,
+        fields=[
+            U32("msip"),
+            U64("mtimecmp"),
+            U64("time_delta"),
+            Struct("timer", [OptionalInt("deadline_ns")]),
+        ],
+        post_load=lambda clint: clint.rearm_after_load(),
+    )
+
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)
         self.msip = 0
@@ -42,6 +60,16 @@ class Clint(Device):
         self.time_delta = 0
         self.time_delta = -self.mtime() & MASK64
         self._write_timecmp(self.mtimecmp)
+
+    def rearm_after_load(self) -> None:
+        """post_load: the engine assigned `timer.deadline_ns` directly, which the timer list
+        does not notice; re-arming through Timer.mod/cancel marks the list changed, so the
+        main loop recomputes where its next slice must end."""
+        deadline_ns = self.timer.deadline_ns  # type: ignore[attr-defined]
+        if deadline_ns is None:
+            self.timer.cancel()
+        else:
+            self.timer.mod(deadline_ns)
 
     def mtime(self) -> int:
         return (self.host.virtual_ns() // NS_PER_TICK + self.time_delta) & MASK64

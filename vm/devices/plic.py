@@ -37,6 +37,7 @@ from __future__ import annotations
 from vm.config import DeviceSpec
 from vm.csr import MIP_MEIP
 from vm.devices import Device, DeviceHost
+from vm.vmstate import U32, Array, VMStateDescription
 
 # QEMU virt's PLIC parameters (hw/riscv/virt.c, include/hw/riscv/virt.h).
 NUM_SOURCES = 96  # VIRT_IRQCHIP_NUM_SOURCES, counting the reserved source 0
@@ -77,7 +78,22 @@ class Plic(Device):
     # 32-bit words (bit n % 32 of word n // 32 is source n), as QEMU saves them; `priority`
     # is indexed by source, 0..96 (0 is always 0). `input_levels` is not in QEMU's vmstate
     # (QEMU's devices re-drive their lines); detfuzz's receivers save the levels instead.
-    STATE_FIELDS = ("priority", "pending", "claimed", "enable", "threshold", "input_levels")
+    # Everything the guest can observe, input levels included (pinned: the receiver keeps
+    # the levels it has seen, so no device re-drives its line after a load). MEIP itself
+    # lives in mip, which the CPU section saves, so nothing needs re-deriving on load.
+    VMSTATE = VMStateDescription(
+        "plic",
+        version=1,
+        minimum_version=1,
+        fields=[
+            Array("priority", U32, length=NUM_SOURCES + 1),
+            Array("pending", U32, length=WORDS),
+            Array("claimed", U32, length=WORDS),
+            Array("enable", U32, length=WORDS),
+            U32("threshold"),
+            Array("input_levels", U32, length=WORDS),
+        ],
+    )
 
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)

@@ -8,12 +8,13 @@ from vm.config import ConfigError
 from vm.devices import Device
 from vm.devices.clint import Clint
 from vm.devices.finisher import SifiveTest
+from vm.devices.nic import Nic
 from vm.devices.plic import Plic
 from vm.devices.rtc import GoldfishRtc
 from vm.devices.uart import Uart16550
 
 BUILTIN_DEVICES: dict[str, type[Device]] = {
-    cls.kind: cls for cls in (SifiveTest, GoldfishRtc, Clint, Plic, Uart16550)
+    cls.kind: cls for cls in (SifiveTest, GoldfishRtc, Clint, Plic, Uart16550, Nic)
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from vm.clock import ClockKind
 from vm.config import DeviceSpec
 from vm.devices import Device, DeviceHost, IrqLine
+from vm.vmstate import U32, U64, Bool, OptionalInt, Struct, VMStateDescription
 
 TIME_LOW = 0x00
 TIME_HIGH = 0x04
@@ -36,6 +37,24 @@ class GoldfishRtc(Device):
     size = 0x1000
     access_sizes = frozenset({4})
 
+    # The alarm is a HOST-clock timer: its deadline is guest-programmed state, saved with
+    # the device; the line's remembered level is re-derived after a load (`post_load`).
+    VMSTATE = VMStateDescription(
+        "goldfish_rtc",
+        version=1,
+        minimum_version=1,
+        fields=[
+            U64("tick_offset"),
+            U64("alarm_next"),
+            Bool("alarm_running"),
+            Bool("irq_pending"),
+            Bool("irq_enabled"),
+            U32("time_high"),
+            Struct("alarm", [OptionalInt("deadline_ns")]),
+        ],
+        post_load=lambda rtc: rtc.after_load(),
+    )
+
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)
         self.irq = host.irq_line(spec.irq) if spec.irq is not None else IrqLine(_unconnected)
@@ -52,6 +71,11 @@ class GoldfishRtc(Device):
         self.time_high = 0
         self.alarm.cancel()
         self._update_irq()
+
+    def after_load(self) -> None:
+        # Re-derive, do not re-drive: the PLIC saved the level it had seen.
+        self.irq.level = self.irq_pending and self.irq_enabled
+        self.alarm.owner.changed = True
 
     def _count(self) -> int:
         return (self.tick_offset + self.host.read_host_clock()) & MASK64

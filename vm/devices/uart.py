@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vm.config import DeviceSpec
 from vm.devices import Device, DeviceHost
+from vm.vmstate import U8, U16, VMStateDescription
 
 # Register offsets (DLAB = LCR bit 7 selects the divisor latch at offsets 0 and 1).
 RBR_THR_DLL = 0
@@ -34,6 +35,15 @@ class Uart16550(Device):
 
     kind = "ns16550a"
     size = 8
+
+    # LSR, IIR and MSR read constants here (transmission completes at once), so the five
+    # registers below are the whole state.
+    VMSTATE = VMStateDescription(
+        "ns16550a",
+        version=1,
+        minimum_version=1,
+        fields=[U8("ier"), U8("lcr"), U8("mcr"), U8("scr"), U16("divisor")],
+    )
 
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)

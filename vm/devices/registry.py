@@ -6,7 +6,9 @@ import importlib
 
 from vm.config import ConfigError
 from vm.devices import Device
+from vm.devices.block import BlockDevice
 from vm.devices.clint import Clint
+from vm.devices.entropy import EntropyDevice
 from vm.devices.finisher import SifiveTest
 from vm.devices.nic import Nic
 from vm.devices.plic import Plic
@@ -14,7 +16,8 @@ from vm.devices.rtc import GoldfishRtc
 from vm.devices.uart import Uart16550
 
 BUILTIN_DEVICES: dict[str, type[Device]] = {
-    cls.kind: cls for cls in (SifiveTest, GoldfishRtc, Clint, Plic, Uart16550, Nic)
+    cls.kind: cls
+    for cls in (SifiveTest, GoldfishRtc, Clint, Plic, Uart16550, EntropyDevice, BlockDevice, Nic)
 }
 
 

@@ -224,6 +224,11 @@ class Machine:
     def new_virtual_timer(self, callback: Callable[[], None]) -> Timer:
         return self.new_timer(ClockKind.VIRTUAL, callback)
 
+    def notify_runstate(self, *, running: bool) -> None:
+        """Tell every device that the VM stops or continues (part 3's stop/cont)."""
+        for device in self.devices.values():
+            device.runstate_changed(running=running)
+
     def checkpoint(self, kind: CheckpointKind) -> bool:
         """A point where QEMU's replay takes a checkpoint; True lets the work behind it
         run. Part 3's record/replay hooks in here."""

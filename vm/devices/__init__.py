@@ -15,11 +15,16 @@ again from post_load.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from vm.config import DeviceSpec
 from vm.stop import StopReason
 from vm.vmstate import VMStateDescription
+
+if TYPE_CHECKING:
+    from vm.backends import BlockBackend, CharBackend, NetBackend
+    from vm.bh import BottomHalf
+    from vm.clock import ClockKind, Timer
 
 
 class VirtualTimerHandle(Protocol):
@@ -59,7 +64,7 @@ class IrqReceiver(Protocol):
 
 
 class DeviceHost(Protocol):
-    """The machine as a device sees it."""
+    """The machine as a device sees it (`vm.machine.Machine` implements it)."""
 
     def irq_line(self, source: int) -> IrqLine: ...
 
@@ -75,7 +80,19 @@ class DeviceHost(Protocol):
 
     def new_virtual_timer(self, callback: Callable[[], None]) -> VirtualTimerHandle: ...
 
+    def new_timer(
+        self, clock: ClockKind, callback: Callable[[], None], *, external: bool = False
+    ) -> Timer: ...
+
+    def new_bottom_half(self, callback: Callable[[], None], *, replay: bool) -> BottomHalf: ...
+
     def read_host_clock(self) -> int: ...
+
+    def char_backend(self, name: str) -> CharBackend: ...
+
+    def net_backend(self, name: str) -> NetBackend: ...
+
+    def block_backend(self, name: str) -> BlockBackend: ...
 
 
 class Device:
@@ -109,3 +126,8 @@ class Device:
 
     def reset(self) -> None:
         """Return to the state after power-on (a system reset); the default has none."""
+
+    def runstate_changed(self, *, running: bool) -> None:
+        """The VM stopped (`running` False) or continues. Host time passes while it is
+        stopped; stopping and continuing must not change guest state (replay rule 6)."""
+        del running

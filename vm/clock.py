@@ -40,6 +40,9 @@ class CheckpointKind(enum.Enum):
     RESET = "reset"
 
 
+FIRINGS_MAX = 1_000
+
+
 class Timer:
     """One armable timer on one clock; `deadline_ns` is None while it is not armed."""
 
@@ -99,9 +102,12 @@ class TimerList:
 
     def run_expired(self, now_ns: int, *, external: bool = False) -> bool:
         """Fire every (non-)EXTERNAL timer whose deadline has passed, earliest first (ties
-        in creation order); a callback may re-arm its own or another timer. True if any."""
+        in creation order); a callback may re-arm its own or another timer. True if any.
+
+        A timer that keeps re-arming itself in the past would fire forever: after
+        `FIRINGS_MAX` firings the rest wait for the next instruction boundary."""
         fired = False
-        while True:
+        for _ in range(FIRINGS_MAX):
             due = [t for t in self.timers if t.external == external and t.expired(now_ns)]
             if not due:
                 return fired
@@ -110,6 +116,7 @@ class TimerList:
             self.changed = True
             timer.callback()
             fired = True
+        return fired
 
 
 class VirtualClock:

@@ -29,6 +29,12 @@ _SLICE_MAX = 1 << 28
 # interrupt) keep coming with no instruction in between is idle forever after this many.
 IDLE_WAKEUPS_MAX = 10_000
 _NEVER = 1 << 62
+# Slices in a row that run no instruction (a timer re-armed in the past, forever) before the
+# run stops with NO_PROGRESS instead of spinning.
+STALLED_SLICES_MAX = 100
+# A deadline at INT64_MAX ns is QEMU's "never" (the CLINT clamps far mtimecmp values to it):
+# no slice ends there and an idle hart does not warp to it.
+NEVER_NS = (1 << 63) - 1
 
 
 class Machine:
@@ -267,7 +273,7 @@ class Machine:
         resume_at = (cpu.pc, start)  # a breakpoint here was hit already: run through it
         self._stop = None
         cpu.fault_loop = False
-        idle_wakeups = 0
+        idle_wakeups = stalled = 0
         reason: StopReason | None = None
         while reason is None:
             self._guest_side()
@@ -291,7 +297,11 @@ class Machine:
                 limit = min(end, before + quantum, self._virtual_due_icount)
                 reason = self._cpu_exec(limit, resume_at, single_step=single_step)
                 if cpu.icount != before:
-                    idle_wakeups = 0
+                    idle_wakeups = stalled = 0
+                else:
+                    stalled += 1
+                    if stalled > STALLED_SLICES_MAX and reason is None:
+                        reason = StopReason.NO_PROGRESS
                 self._host_side(cpu.icount - before)
         if reason is StopReason.FINISHER_RESET:
             self.system_reset()  # the next run starts at the reset vector, as QEMU goes on
@@ -335,7 +345,7 @@ class Machine:
         virtual = self.timer_lists[ClockKind.VIRTUAL]
         virtual.changed = False
         deadline = virtual.next_deadline_ns()
-        if deadline is None:
+        if deadline is None or deadline >= NEVER_NS:
             self._virtual_due_icount = _NEVER
         else:
             self._virtual_due_icount = self.vclock.icount_at(deadline, self.cpu.icount)
@@ -371,7 +381,7 @@ class Machine:
         non-EXTERNAL virtual deadline (QEMU's sleep=off), or else let host time pass to the
         host's next event; False when there is neither (idle forever, pinned)."""
         deadline = self.timer_lists[ClockKind.VIRTUAL].next_deadline_ns()
-        if deadline is not None:
+        if deadline is not None and deadline < NEVER_NS:
             self.vclock.warp_to(deadline, self.cpu.icount)
             self.timer_lists[ClockKind.VIRTUAL].changed = True
             return True

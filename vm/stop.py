@@ -17,6 +17,8 @@ class StopReason(enum.Enum):
     BREAKPOINT = "breakpoint"  # about to execute an instruction at a breakpoint pc
     DEVICE_REQUEST = "device-request"  # a device asked the machine to stop
     FAULT_LOOP = "fault-loop"  # the trap handler faults at once, forever, without progress
+    NO_PROGRESS = "no-progress"  # the main loop ran no instruction for 100 slices (a device
+    # keeps its timers due forever); stopping beats hanging
 
 
 FINISHER_REASONS = frozenset(

@@ -252,3 +252,29 @@ def test_a_timer_that_keeps_waking_a_sleeping_hart_without_an_interrupt_ends_as_
     timer = m.new_timer(ClockKind.VIRTUAL, lambda: timer.mod(m.virtual_ns() + 1000))
     timer.mod(1000)
     assert m.run(100).reason is StopReason.WFI_IDLE
+
+
+def test_a_timer_forever_due_stops_the_run_instead_of_hanging():
+    m = spinning_machine()
+    timer = m.new_timer(ClockKind.VIRTUAL, lambda: timer.mod(0))  # always in the past
+    timer.mod(0)
+    assert m.run(1000).reason is StopReason.NO_PROGRESS
+
+
+def test_a_clint_compare_value_too_far_to_reach_never_fires_and_idles():
+    m = Machine()
+    m.bus.write_bytes(
+        RAM_BASE,
+        assemble("""
+        li   t0, 0x02004000
+        li   t1, -1
+        sw   t1, 0(t0)
+        sw   t1, 4(t0)        # mtimecmp = 2**64 - 1: QEMU clamps the deadline to INT64_MAX
+        li   t1, 0x80
+        csrw mie, t1
+        wfi
+    """),
+    )
+    m.cpu.pc = RAM_BASE
+    assert m.run(1000).reason is StopReason.WFI_IDLE
+    assert m.devices["clint"].timer.deadline_ns == (1 << 63) - 1

@@ -254,7 +254,7 @@ FIELD_CHANGES: list[Change] = [
     attr_change("cpu.halted", _cpu, lambda v: not v),
     attr_change("clock.bias_ns", lambda m: m.vclock, lambda v: v + 1),
     uart_write("scr", 7, 0x5A),
-    uart_write("lcr", 3, 0x03),
+    uart_write("mcr", 4, 0x0B),
     uart_write("ier", 1, 0x01),
     attr_change("clint.mtimecmp", _clint, lambda v: v + (1 << 40)),
     attr_change("clint.msip", _clint, lambda v: v ^ 1),

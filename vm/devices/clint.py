@@ -22,6 +22,7 @@ MTIME_HI = 0xBFFC
 TIMEBASE_HZ = 10_000_000
 NS_PER_TICK = 1_000_000_000 // TIMEBASE_HZ
 MASK64 = (1 << 64) - 1
+INT64_MAX = (1 << 63) - 1
 
 
 class Clint(Device):
@@ -114,7 +115,12 @@ class Clint(Device):
             self.host.set_cpu_irq(MIP_MTIP, level=True)
             return
         self.host.set_cpu_irq(MIP_MTIP, level=False)
-        deadline_ns = self.host.virtual_ns() + (self.mtimecmp - now) * NS_PER_TICK
+        # QEMU converts with a 64-bit muldiv64 and clamps a sum that overflows, or passes
+        # INT64_MAX, to INT64_MAX (a timer that never fires), so far deadlines match it.
+        ns_diff = ((self.mtimecmp - now) * NS_PER_TICK) & MASK64
+        deadline_ns = (self.host.virtual_ns() + ns_diff) & MASK64
+        if deadline_ns < ns_diff or deadline_ns > INT64_MAX:
+            deadline_ns = INT64_MAX
         self.timer.mod(deadline_ns)
 
     def _timer_expired(self) -> None:

@@ -4,7 +4,7 @@ differential tests.
 A program is a list of *items*. Each item flattens to *atoms*: an `int` is one instruction
 word; a `Patch` is one store instruction whose offset is resolved once the whole program is
 laid out (it writes into the program's own code: self-modifying code). Items never contain
-backward control flow except the bounded counting loop (`loop_items`), so every program
+backward control flow except the bounded counting loop (`counted_loop`), so every program
 terminates; the tests run everything under a budget as well, so even a program whose
 patches turn its code into an endless loop is cut.
 
@@ -22,14 +22,12 @@ Register conventions (shared by every generator here):
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-import vm.machine
 from vm import Machine, MachineConfig
 from vm.asm import encode
 from vm.csr import Csr
@@ -113,6 +111,7 @@ def weighted(*options: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:  # t
 
     return pick()
 
+
 R_ALU = ("add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and")
 R_M = ("mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu")
 R_OPS = R_ALU + R_M
@@ -144,7 +143,15 @@ class Patch:
     byte: int = 0
 
 
-Atom = int | Patch
+@dataclass(frozen=True)
+class Pinned:
+    """An instruction word that patches never target (the patch sequences themselves, in
+    programs whose patches must stay well-formed)."""
+
+    word: int
+
+
+Atom = int | Patch | Pinned
 
 
 @dataclass(frozen=True)
@@ -171,8 +178,10 @@ class Program:
     def listing(self) -> str:
         from vm.disasm import disassemble
 
-        lines = [f"{CODE_BASE + 4 * i:#010x}: {w:08x}  {disassemble(w, pc=CODE_BASE + 4 * i)}"
-                 for i, w in enumerate(self.code)]
+        lines = [
+            f"{CODE_BASE + 4 * i:#010x}: {w:08x}  {disassemble(w, pc=CODE_BASE + 4 * i)}"
+            for i, w in enumerate(self.code)
+        ]
         regs = ", ".join(f"x{i}={v:#x}" for i, v in enumerate(self.regs) if i)
         return "\n".join([*lines, f"regs: {regs}", f"shift: {self.icount_shift}"])
 
@@ -194,14 +203,24 @@ def flatten(items: list[tuple[Atom, ...]] | tuple[tuple[Atom, ...], ...]) -> lis
 
 
 def resolve(atoms: list[Atom], *, body_len: int | None = None) -> list[int]:
-    """Turn the atoms into words: each Patch becomes a store relative to the auipc before it."""
+    """Turn the atoms into words: each Patch becomes a store relative to the auipc before it,
+    aimed at the nearest instruction of the body (the first `body_len` atoms) that is
+    neither a Patch nor Pinned; without one, the store becomes a nop."""
     body_len = len(atoms) if body_len is None else body_len
+    targets = [i for i, a in enumerate(atoms[:body_len]) if isinstance(a, int)]
     words: list[int] = []
     for i, atom in enumerate(atoms):
         if isinstance(atom, int):
             words.append(atom & MASK32)
             continue
-        target = min(max(i + atom.rel, 0), body_len - 1)
+        if isinstance(atom, Pinned):
+            words.append(atom.word & MASK32)
+            continue
+        if not targets:
+            words.append(encode("addi"))
+            continue
+        want = min(max(i + atom.rel, 0), body_len - 1)
+        target = min(targets, key=lambda t: (abs(t - want), t))
         offset = 4 * (target - (i - 1)) + atom.byte
         offset = max(-2048, min(2047, offset))
         words.append(encode(atom.op, rs1=REG_T2, rs2=REG_T1, imm=offset))
@@ -251,15 +270,19 @@ def u_type(draw: st.DrawFn) -> tuple[int]:
 
 
 @st.composite
-def const_op(draw: st.DrawFn, ops: tuple[str, ...] = R_M + ("sll", "srl", "sra", "slt", "sltu")
-             ) -> tuple[int, ...]:
+def const_op(
+    draw: st.DrawFn, ops: tuple[str, ...] = (*R_M, "sll", "srl", "sra", "slt", "sltu")
+) -> tuple[int, ...]:
     """Edge constants loaded into the temporaries, then an R-type op on them: pins the
     M-extension corner cases (x / 0, INT_MIN / -1) and shift amounts 31/32/33 by register."""
     a = draw(st.sampled_from(EDGE_VALUES))
     b = draw(st.one_of(st.sampled_from((0, MASK32, 1, 31, 32, 33, INT_MIN)), values))
     name = draw(st.sampled_from(ops))
-    return (*li(REG_T1, a), *li(REG_T2, b),
-            encode(name, rd=draw(dest_nonzero), rs1=REG_T1, rs2=REG_T2))
+    return (
+        *li(REG_T1, a),
+        *li(REG_T2, b),
+        encode(name, rd=draw(dest_nonzero), rs1=REG_T1, rs2=REG_T2),
+    )
 
 
 def data_offset(size: int, *, misaligned: bool) -> st.SearchStrategy[int]:
@@ -288,7 +311,11 @@ def store(draw: st.DrawFn, *, misaligned: bool = True) -> tuple[int]:
 
 def alu_items() -> st.SearchStrategy[tuple[int, ...]]:
     return weighted(
-        (3, r_type()), (2, r_type(R_M)), (2, i_type()), (1, shift_imm()), (1, u_type()),
+        (3, r_type()),
+        (2, r_type(R_M)),
+        (2, i_type()),
+        (1, shift_imm()),
+        (1, u_type()),
         (2, const_op()),
     )
 
@@ -302,8 +329,7 @@ def memory_items(*, misaligned: bool = True) -> st.SearchStrategy[tuple[int, ...
 
 
 @st.composite
-def forward_skip(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]
-                 ) -> tuple[Atom, ...]:
+def forward_skip(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]) -> tuple[Atom, ...]:
     """A branch (or jal) forward over 0..4 real items."""
     body = flatten(draw(st.lists(inner, max_size=4)))
     offset = 4 * (len(body) + 1)
@@ -317,8 +343,7 @@ def forward_skip(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]
 
 
 @st.composite
-def counted_loop(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]
-                 ) -> tuple[Atom, ...]:
+def counted_loop(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]) -> tuple[Atom, ...]:
     """`x29 = n; do { body; x29 -= 1 } while (x29 != 0)` with n in 1..6: a bounded
     backward branch. The body never writes x29."""
     n = draw(st.integers(1, 6))
@@ -336,8 +361,18 @@ def counted_loop(draw: st.DrawFn, inner: st.SearchStrategy[tuple[Atom, ...]]
 # System: CSRs, traps, MMIO, self-modifying stores, timer interrupts
 
 RW_CSRS = (Csr.MSCRATCH, Csr.MEPC, Csr.MINSTRET, Csr.MCYCLE, Csr.MINSTRETH, Csr.MCYCLEH)
-RO_CSRS = (Csr.MHARTID, Csr.CYCLE, Csr.INSTRET, Csr.CYCLEH, Csr.INSTRETH, Csr.MISA,
-           Csr.MSTATUS, Csr.MCAUSE, Csr.MTVAL, Csr.MIP)
+RO_CSRS = (
+    Csr.MHARTID,
+    Csr.CYCLE,
+    Csr.INSTRET,
+    Csr.CYCLEH,
+    Csr.INSTRETH,
+    Csr.MISA,
+    Csr.MSTATUS,
+    Csr.MCAUSE,
+    Csr.MTVAL,
+    Csr.MIP,
+)
 # Traps as an illegal instruction: a write to a read-only CSR, or a CSR detfuzz lacks.
 BAD_CSRS = (Csr.INSTRET, Csr.MHARTID, 0x7C0, 0x310)
 
@@ -382,24 +417,45 @@ def mmio_item(draw: st.DrawFn) -> tuple[int, ...]:
 patch_words = st.one_of(
     r_type().map(lambda t: t[0]),
     i_type().map(lambda t: t[0]),
-    st.sampled_from(ILLEGAL_WORDS + (encode("ecall"), encode("addi"))),
+    st.sampled_from((*ILLEGAL_WORDS, encode("ecall"), encode("addi"))),
     st.integers(0, MASK32),
 )
 
 
+# Well-formed replacements: ALU/M operations and data-page loads/stores, never writing x31.
+plain_patch_words = st.one_of(
+    r_type().map(lambda t: t[0]),
+    i_type().map(lambda t: t[0]),
+    shift_imm().map(lambda t: t[0]),
+    load().map(lambda t: t[0]),
+    store().map(lambda t: t[0]),
+)
+
+
 @st.composite
-def patch_item(draw: st.DrawFn, *, fence_i: bool = False) -> tuple[Atom, ...]:
+def patch_item(
+    draw: st.DrawFn, *, fence_i: bool = False, well_formed: bool = False
+) -> tuple[Atom, ...]:
     """Self-modifying code: store a word (or part of one) over an instruction of the body:
-    the next one (rel 1, same block), the store itself (0), or any within +-100."""
-    op = draw(st.sampled_from(("sw", "sw", "sh", "sb")))
-    value = draw(patch_words)
+    the next one (rel 1, same block), the store itself (0), or any within +-100.
+
+    `well_formed`: whole-word stores of `plain_patch_words` only, aimed at instructions
+    outside patch sequences, each followed by `fence.i` if `fence_i` (so the program stays
+    straight-line and its meaning architecturally defined)."""
+    if well_formed:
+        op, value, byte = "sw", draw(plain_patch_words), 0
+    else:
+        op = draw(st.sampled_from(("sw", "sw", "sh", "sb")))
+        value = draw(patch_words)
+        byte = 0 if op == "sw" else draw(st.sampled_from((0, 2) if op == "sh" else (0, 1, 2, 3)))
     rel = draw(st.one_of(st.sampled_from((1, 1, 2, 0, -1, -3)), st.integers(-100, 100)))
-    byte = 0 if op == "sw" else draw(st.sampled_from((0, 2) if op == "sh" else (0, 1, 2, 3)))
-    atoms: tuple[Atom, ...] = (*li(REG_T1, value), encode("auipc", rd=REG_T2, imm=0),
-                               Patch(op, rel, byte))
     if fence_i:
-        atoms += (encode("fence.i"),)
-    return atoms
+        rel += 1 if rel > 0 else 0  # count the fence.i as part of the sequence
+    head: tuple[int, ...] = (*li(REG_T1, value), encode("auipc", rd=REG_T2, imm=0))
+    tail: tuple[int, ...] = (encode("fence.i"),) if fence_i else ()
+    if well_formed:
+        return (*map(Pinned, head), Patch(op, rel, byte), *map(Pinned, tail))
+    return (*head, Patch(op, rel, byte), *tail)
 
 
 @st.composite
@@ -486,8 +542,9 @@ def straight_simple(*, misaligned: bool) -> st.SearchStrategy[tuple[int, ...]]:
 
 
 @st.composite
-def straight_line_programs(draw: st.DrawFn, *, min_items: int = 100, max_items: int = 140,
-                           misaligned: bool = True) -> Program:
+def straight_line_programs(
+    draw: st.DrawFn, *, min_items: int = 100, max_items: int = 140, misaligned: bool = True
+) -> Program:
     """Straight-line code with forward branches/jal only, ending in `jal x0, 0` at
     `Program.end`. Every item is at least one instruction, so code has >= min_items + 1."""
     simple = straight_simple(misaligned=misaligned)
@@ -497,17 +554,44 @@ def straight_line_programs(draw: st.DrawFn, *, min_items: int = 100, max_items: 
     return Program(code=tuple(code), regs=draw(initial_registers()), data=draw(data_pages))
 
 
+@st.composite
+def self_modifying_programs(
+    draw: st.DrawFn, *, fence_i: bool = True, min_items: int = 30, max_items: int = 80
+) -> Program:
+    """Straight-line programs (as `straight_line_programs`) in which about one item in five
+    overwrites an instruction of the program, before or after it, with another plain one.
+    With `fence_i` each patch is followed by `fence.i`, which makes the new word visible to
+    any implementation (RISC-V requires it; detfuzz does not)."""
+    simple = straight_simple(misaligned=True)
+    item = weighted(
+        (5, simple),
+        (1, forward_skip(simple)),
+        (2, patch_item(fence_i=fence_i, well_formed=True)),
+    )
+    items = draw(st.lists(item, min_size=min_items, max_size=max_items))
+    atoms = flatten(items)
+    code = [*resolve(atoms), encode("jal", imm=0)]
+    return Program(code=tuple(code), regs=draw(initial_registers()), data=draw(data_pages))
+
+
 def system_simple() -> st.SearchStrategy[tuple[Atom, ...]]:
     """Straight items for the block-vs-step property (no x29 writes, no branches)."""
     return weighted(
-        (4, alu_items()), (3, memory_items()), (1, csr_item()), (1, trap_items), (1, mmio_item()),
-        (1, patch_item()), (1, misc_items), (1, timer_item()),
+        (4, alu_items()),
+        (3, memory_items()),
+        (1, csr_item()),
+        (1, trap_items),
+        (1, mmio_item()),
+        (1, patch_item()),
+        (1, misc_items),
+        (1, timer_item()),
     )
 
 
 @st.composite
-def guest_programs(draw: st.DrawFn, *, min_items: int = 10, max_items: int = 50,
-                   wfi: bool = True) -> Program:
+def guest_programs(
+    draw: st.DrawFn, *, min_items: int = 10, max_items: int = 50, wfi: bool = True
+) -> Program:
     """A program with everything the machine does: ALU/M, memory, forward branches, bounded
     loops, CSRs, traps through a handler, MMIO, self-modifying stores and timer
     interrupts; ending in a write of pass to the finisher and a self-loop."""
@@ -536,29 +620,24 @@ def guest_programs(draw: st.DrawFn, *, min_items: int = 10, max_items: int = 50,
 # Machines
 
 
-@contextlib.contextmanager
-def eager_translation() -> Iterator[bool]:
-    """Translate every block on its first entry instead of interpreting cold code.
+def translate_eagerly(m: Machine) -> Machine:
+    """Make the block path translate every block on its first entry.
 
-    The block path interprets a block until it is hot (`vm.machine.HOT_BLOCK_ENTRIES`
-    entries); the short programs of these tests would then rarely reach the translator.
-    Inside this context the threshold is 1, so `run()` translates regions at once. Yields
-    whether the knob exists (without it every block is translated anyway).
+    By default the machine interprets a block until it has been entered
+    `m.hot_block_entries` times; the short programs of these tests would then rarely reach
+    the translator. With 1, `run()` translates regions at once.
     """
-    if not hasattr(vm.machine, "HOT_BLOCK_ENTRIES"):
-        yield False
-        return
-    saved = vm.machine.HOT_BLOCK_ENTRIES
-    vm.machine.HOT_BLOCK_ENTRIES = 1
-    try:
-        yield True
-    finally:
-        vm.machine.HOT_BLOCK_ENTRIES = saved
+    assert hasattr(m, "hot_block_entries"), "Machine lost its hot_block_entries knob"
+    m.hot_block_entries = 1
+    return m
 
 
-def load_machine(program: Program, *, ram_size: int = RAM_SIZE) -> Machine:
-    """A fresh machine holding `program`: code, handler (mtvec), data page, registers."""
+def load_machine(program: Program, *, eager: bool = False, ram_size: int = RAM_SIZE) -> Machine:
+    """A fresh machine holding `program`: code, handler (mtvec), data page, registers.
+    With `eager`, the block path translates every block on first entry."""
     m = Machine(MachineConfig(ram_size=ram_size, icount_shift=program.icount_shift))
+    if eager:
+        translate_eagerly(m)
     m.bus.write_bytes(CODE_BASE, program.code_bytes)
     if program.handler:
         m.bus.write_bytes(HANDLER_BASE, words_bytes(program.handler))
@@ -569,6 +648,14 @@ def load_machine(program: Program, *, ram_size: int = RAM_SIZE) -> Machine:
     m.cpu.mscratch = program.mscratch
     m.cpu.pc = CODE_BASE
     return m
+
+
+def release(machines: object) -> None:
+    """Drop finished machines now. A Machine is cyclic garbage (its bus and environment point
+    back at it), so without a collection every dropped one keeps its RAM and page tables
+    (~3 MiB here) until a full GC, and a long Hypothesis run balloons to gigabytes."""
+    del machines
+    gc.collect()
 
 
 def machine_state(m: Machine) -> dict[str, object]:
@@ -598,23 +685,80 @@ def machine_state(m: Machine) -> dict[str, object]:
     }
 
 
-def state_diff(a: dict[str, object], b: dict[str, object], ram_a: bytes | bytearray | None = None,
-               ram_b: bytes | bytearray | None = None) -> str:
+def state_diff(
+    a: dict[str, object],
+    b: dict[str, object],
+    ram_a: bytes | bytearray | None = None,
+    ram_b: bytes | bytearray | None = None,
+) -> str:
     """A readable description of how two `machine_state`s differ ('' if they do not)."""
     out = []
     for key in a:
         if a[key] == b[key]:
             continue
         if key == "x":
-            regs = [f"x{i}: {va:#x} != {vb:#x}" for i, (va, vb) in
-                    enumerate(zip(a["x"], b["x"], strict=True)) if va != vb]  # type: ignore[arg-type]
+            pairs = zip(a["x"], b["x"], strict=True)  # type: ignore[call-overload]
+            regs = [f"x{i}: {va:#x} != {vb:#x}" for i, (va, vb) in enumerate(pairs) if va != vb]
             out.append("registers " + ", ".join(regs))
         elif key == "ram_sha256" and ram_a is not None and ram_b is not None:
             first = next(i for i in range(len(ram_a)) if ram_a[i] != ram_b[i])
-            out.append(f"RAM differs first at {RAM_BASE + first:#x}: "
-                       f"{bytes(ram_a[first:first + 8]).hex()} != {bytes(ram_b[first:first + 8]).hex()}")
+            ours, theirs = bytes(ram_a[first : first + 8]), bytes(ram_b[first : first + 8])
+            where = RAM_BASE + first
+            out.append(f"RAM differs first at {where:#x}: {ours.hex()} != {theirs.hex()}")
         else:
             va, vb = a[key], b[key]
-            fmt = (lambda v: f"{v:#x}") if isinstance(va, int) and not isinstance(va, bool) else repr
-            out.append(f"{key}: {fmt(va)} != {fmt(vb)}")
+            if isinstance(va, int) and not isinstance(va, bool):
+                out.append(f"{key}: {va:#x} != {vb:#x}")
+            else:
+                out.append(f"{key}: {va!r} != {vb!r}")
     return "; ".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# The reference: Unicorn (QEMU's RISC-V TCG), for straight-line programs
+
+UnicornResult = tuple[list[int], int, bytes, int]
+
+
+def run_unicorn(program: Program) -> UnicornResult:
+    """(x0..x31, pc, RAM, instructions executed) after running `program` on Unicorn from
+    CODE_BASE to its final self-loop (`until` = Program.end, not executed)."""
+    from unicorn import UC_ARCH_RISCV, UC_HOOK_CODE, UC_MODE_RISCV32, Uc
+    from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
+
+    uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
+    uc.mem_map(CODE_BASE, RAM_SIZE)
+    uc.mem_write(CODE_BASE, program.code_bytes)
+    uc.mem_write(DATA_PAGE, program.data)
+    for i in range(1, 32):
+        uc.reg_write(UC_RISCV_REG_X0 + i, program.regs[i] & MASK32)
+    count = [0]
+
+    def on_code(_uc: object, _address: int, _size: int, _data: object) -> None:
+        count[0] += 1
+
+    uc.hook_add(UC_HOOK_CODE, on_code)
+    # A straight-line program executes each instruction at most once; the bound makes a
+    # broken `until` fail instead of hang.
+    uc.emu_start(CODE_BASE, program.end, count=len(program.code))
+    regs = [uc.reg_read(UC_RISCV_REG_X0 + i) & MASK32 for i in range(32)]
+    return regs, uc.reg_read(UC_RISCV_REG_PC), bytes(uc.mem_read(CODE_BASE, RAM_SIZE)), count[0]
+
+
+def compare_with_unicorn(program: Program, name: str, m: Machine, ref: UnicornResult) -> None:
+    """Assert detfuzz machine `m` holds Unicorn's registers, pc and whole RAM."""
+    regs, pc, ram, _count = ref
+    problems = []
+    for i in range(32):
+        if m.cpu.x[i] != regs[i]:
+            problems.append(f"x{i}: detfuzz {m.cpu.x[i]:#010x} unicorn {regs[i]:#010x}")
+    if m.cpu.pc != pc:
+        problems.append(f"pc: detfuzz {m.cpu.pc:#x} unicorn {pc:#x}")
+    ours = bytes(m.bus.ram[:RAM_SIZE])
+    if ours != ram:
+        first = next(i for i in range(RAM_SIZE) if ours[i] != ram[i])
+        problems.append(
+            f"RAM at {CODE_BASE + first:#x}: detfuzz {ours[first : first + 8].hex()} "
+            f"unicorn {ram[first : first + 8].hex()}"
+        )
+    assert not problems, f"{name}: " + "; ".join(problems) + "\n" + program.listing()

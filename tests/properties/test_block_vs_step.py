@@ -4,22 +4,31 @@ translated regions or one per frame, the machine ends in the same state.
 For random programs (ALU, M, loads/stores, forward branches, bounded loops, CSRs, traps
 through a handler, MMIO, self-modifying stores, timer interrupts) and a random budget N:
 
-(a) one `run(N)` on the block path,
+(a) one `run(N)` on the block path (default policy: cold blocks interpreted, hot blocks
+    translated), and again with every block translated on first entry ("eager"),
 (b) one `run(N, single_step=True)`,
-(c) the block path split into `run(k_i)` calls with sum(k_i) = N (zeros included),
-(d) `step()` N times,
-(e) a split run whose chunks alternate at random between the block and single-step paths,
-(f) the block path with a breakpoint set somewhere never executed (which changes how
-    regions are formed: one block each),
+(c) the block path split into `run(k_i)` calls with sum(k_i) = N (zeros included), default
+    and eager,
+(d) `step()` N times (the reference),
+(e) an eager split run whose chunks alternate at random between the block and
+    single-step paths,
+(f) the eager block path with a breakpoint set at a pc the program never reaches (which
+    changes how regions are formed: one block each),
+(g) the block path translating a block on its third entry (so loops switch from the
+    interpreter to the translator mid-run),
 
 all stop for the same reason after the same number of instructions, with identical
-registers, pc, counters, trap CSRs, RAM, console output and device state. Calls (c)-(e)
-stop early once a call returns anything but BUDGET, as (a) would have.
+registers, pc, counters (icount, nonretired, minstret, mcycle), trap CSRs, RAM, console
+output and CLINT state. Split runs stop early once a call returns anything but BUDGET, as
+(a) would have.
+
+A second property sets breakpoints (biased to loop heads) and checks the block path stops
+at exactly the same places as the single-step path, every time it resumes.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 
 from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
@@ -33,11 +42,12 @@ from .programs import (
     HANDLER_BASE,
     RAM_SIZE,
     Program,
-    eager_translation,
     guest_programs,
     load_machine,
     machine_state,
+    release,
     state_diff,
+    translate_eagerly,
 )
 
 # Hypothesis's explain phase re-runs a failing case many times to annotate it: too slow
@@ -54,6 +64,7 @@ MODES = (
     "d:step",
     "e:mixed-eager",
     "f:bp-blocks-eager",
+    "g:hot-after-3",  # interpreted at first, translated from the third entry of a block
 )
 
 # A pc inside RAM that no generated program ever executes (between the body and handler).
@@ -66,7 +77,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Program, int, list[int], list[bool]]:
     budget = draw(st.one_of(st.integers(0, 40), st.integers(0, 1200)))
     cuts = sorted(draw(st.lists(st.integers(0, budget), max_size=8)))
     bounds = [0, *cuts, budget]
-    chunks = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [b - a for a, b in itertools.pairwise(bounds)]
     single = draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
     return program, budget, chunks, single
 
@@ -125,32 +136,32 @@ def test_block_step_split_and_single_step_agree(
     program, budget, chunks, single = scenario
     note(program.listing())
     note(f"budget {budget}, chunks {chunks}, single {single}")
-    machines = {name: load_machine(program) for name in MODES}
+    machines = {name: load_machine(program, eager="eager" in name) for name in MODES}
+    machines["g:hot-after-3"].hot_block_entries = 3
+    machines["f:bp-blocks-eager"].set_breakpoints({NEVER_EXECUTED})
     results: dict[str, tuple[StopReason, int]] = {}
-
-    def whole(name: str, *, single_step: bool = False) -> None:
-        result = machines[name].run(budget, single_step=single_step)
+    split = [(k, False) for k in chunks]
+    for name, m in machines.items():
+        if name.startswith("b:"):
+            result = m.run(budget, single_step=True)
+        elif name.startswith("c:"):
+            results[name] = run_chunks(m, split)
+            continue
+        elif name.startswith("d:"):
+            results[name] = run_steps(m, budget)
+            continue
+        elif name.startswith("e:"):
+            results[name] = run_chunks(m, list(zip(chunks, single, strict=True)))
+            continue
+        else:
+            result = m.run(budget)
         results[name] = (result.reason, result.executed)
-
-    whole("a:block")
-    whole("b:single", single_step=True)
-    results["c:split"] = run_chunks(machines["c:split"], [(k, False) for k in chunks])
-    results["d:step"] = run_steps(machines["d:step"], budget)
-    with eager_translation():
-        whole("a:block-eager")
-        results["c:split-eager"] = run_chunks(
-            machines["c:split-eager"], [(k, False) for k in chunks]
-        )
-        results["e:mixed-eager"] = run_chunks(
-            machines["e:mixed-eager"], list(zip(chunks, single, strict=True))
-        )
-        machines["f:bp-blocks-eager"].set_breakpoints({NEVER_EXECUTED})
-        whole("f:bp-blocks-eager")
 
     reason, executed = results["a:block"]
     assert reason is not StopReason.BUDGET or executed == budget
     assert machines["a:block"].cpu.icount == executed
     check_same(program, results, machines, reference="d:step")
+    release(machines.values())
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,9 +189,13 @@ def breakpoint_scenarios(draw: st.DrawFn) -> tuple[Program, frozenset[int], int]
     n = len(program.code)
     # Loop heads (targets of backward branches) are where a region keeps running without
     # returning to the run loop; bias the breakpoints towards them.
-    heads = [i + (ops.imm >> 2) for i, w in enumerate(program.code)
-             if (insn := decode(w)) is not None and insn.kind is Kind.BRANCH
-             and (ops := operands(insn, w)).imm < 0]
+    heads = [
+        i + (ops.imm >> 2)
+        for i, w in enumerate(program.code)
+        if (insn := decode(w)) is not None
+        and insn.kind is Kind.BRANCH
+        and (ops := operands(insn, w)).imm < 0
+    ]
     index = st.integers(0, n - 1)
     if heads:
         index = st.one_of(st.sampled_from(heads), index)
@@ -200,10 +215,9 @@ def test_breakpoints_stop_block_and_single_step_alike(
     traces = {}
     states = {}
     for mode in ("step", "block", "block-eager"):
-        m = load_machine(program)
+        m = load_machine(program, eager=mode == "block-eager")
         m.set_breakpoints(breakpoints)
-        with eager_translation() if mode == "block-eager" else contextlib.nullcontext():
-            traces[mode] = _breakpoint_trace(m, budget, single_step=mode == "step")
+        traces[mode] = _breakpoint_trace(m, budget, single_step=mode == "step")
         states[mode] = (machine_state(m), m.bus.ram)
     for mode in ("block", "block-eager"):
         assert traces[mode] == traces["step"], mode
@@ -229,14 +243,15 @@ def test_breakpoint_at_loop_head_stops_on_every_iteration() -> None:
     expected += [(StopReason.BUDGET, 10, CODE_BASE + 12, 0)]  # the last lap, then `j .`
     for mode in ("step", "block", "block-eager"):
         m = Machine(MachineConfig(ram_size=RAM_SIZE))
+        if mode == "block-eager":
+            translate_eagerly(m)
         m.bus.write_bytes(CODE_BASE, code)
         m.cpu.pc = CODE_BASE
         m.set_breakpoints({CODE_BASE + 4})
         trace = []
-        with eager_translation() if mode == "block-eager" else contextlib.nullcontext():
-            for _ in range(len(expected)):
-                result = m.run(10, single_step=mode == "step")
-                trace.append((result.reason, result.executed, m.cpu.pc, m.cpu.x[5]))
+        for _ in range(len(expected)):
+            result = m.run(10, single_step=mode == "step")
+            trace.append((result.reason, result.executed, m.cpu.pc, m.cpu.x[5]))
         assert trace == expected, f"{mode}: first divergence at stop " + str(
             next(i for i, (a, b) in enumerate(zip(trace, expected, strict=True)) if a != b)
         )

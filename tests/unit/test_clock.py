@@ -278,3 +278,11 @@ def test_a_clint_compare_value_too_far_to_reach_never_fires_and_idles():
     m.cpu.pc = RAM_BASE
     assert m.run(1000).reason is StopReason.WFI_IDLE
     assert m.devices["clint"].timer.deadline_ns == (1 << 63) - 1
+
+
+@pytest.mark.parametrize("high", [0x8000_0000, 0x4000_5229, 0x028F_5C29])
+def test_a_clint_compare_value_whose_nanoseconds_wrap_is_never_as_in_qemu(high):
+    # (mtimecmp - mtime) * 100 wraps 64 bits: QEMU's ns_diff < diff check makes it INT64_MAX.
+    m = Machine()
+    m.bus.write(0x0200_4004, 4, high)
+    assert m.devices["clint"].timer.deadline_ns == (1 << 63) - 1

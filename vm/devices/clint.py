@@ -115,12 +115,14 @@ class Clint(Device):
             self.host.set_cpu_irq(MIP_MTIP, level=True)
             return
         self.host.set_cpu_irq(MIP_MTIP, level=False)
-        # QEMU converts with a 64-bit muldiv64 and clamps a sum that overflows, or passes
-        # INT64_MAX, to INT64_MAX (a timer that never fires), so far deadlines match it.
-        ns_diff = ((self.mtimecmp - now) * NS_PER_TICK) & MASK64
-        deadline_ns = (self.host.virtual_ns() + ns_diff) & MASK64
-        if deadline_ns < ns_diff or deadline_ns > INT64_MAX:
+        # QEMU 7.2 converts with a 64-bit muldiv64; a product that wrapped (ns_diff < diff)
+        # or passed INT64_MAX means "never" (INT64_MAX), and the sum is capped there too.
+        diff = self.mtimecmp - now
+        ns_diff = (diff * NS_PER_TICK) & MASK64
+        if ns_diff < diff or ns_diff > INT64_MAX:
             deadline_ns = INT64_MAX
+        else:
+            deadline_ns = min(self.host.virtual_ns() + ns_diff, INT64_MAX)
         self.timer.mod(deadline_ns)
 
     def _timer_expired(self) -> None:

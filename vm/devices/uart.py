@@ -377,7 +377,9 @@ class Uart16550(Device):
         self._update_irq()
 
     def _arm_timeout(self) -> None:
-        self.timeout_timer.mod(self.host.virtual_ns() + self.char_transmit_time * TIMEOUT_CHARS)
+        # Capped at INT64_MAX ns, "never" (only a hand-made snapshot gets near it).
+        deadline_ns = self.host.virtual_ns() + self.char_transmit_time * TIMEOUT_CHARS
+        self.timeout_timer.mod(min(deadline_ns, (1 << 63) - 1))
 
     def _timeout(self) -> None:
         """The character timeout (VIRTUAL clock, behind its checkpoint): QEMU's

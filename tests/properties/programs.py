@@ -635,6 +635,8 @@ def translate_eagerly(m: Machine) -> Machine:
 def load_machine(program: Program, *, eager: bool = False, ram_size: int = RAM_SIZE) -> Machine:
     """A fresh machine holding `program`: code, handler (mtvec), data page, registers.
     With `eager`, the block path translates every block on first entry."""
+    global _unreleased
+    _unreleased += 1
     m = Machine(MachineConfig(ram_size=ram_size, icount_shift=program.icount_shift))
     if eager:
         translate_eagerly(m)
@@ -650,12 +652,21 @@ def load_machine(program: Program, *, eager: bool = False, ram_size: int = RAM_S
     return m
 
 
+_unreleased = 0  # machines built by load_machine since the last collection
+RELEASE_EVERY = 40  # machines (~3 MiB each here) between collections
+
+
 def release(machines: object) -> None:
-    """Drop finished machines now. A Machine is cyclic garbage (its bus and environment point
-    back at it), so without a collection every dropped one keeps its RAM and page tables
-    (~3 MiB here) until a full GC, and a long Hypothesis run balloons to gigabytes."""
+    """Drop finished machines. A Machine is cyclic garbage (its bus and environment point
+    back at it), so every dropped one keeps its RAM and page tables (~3 MiB here) until a
+    full collection, and with Hypothesis's many live objects those come rarely: a long run
+    balloons to gigabytes. A full collection costs time in proportion to the live objects,
+    so collect once per RELEASE_EVERY machines rather than after every example."""
+    global _unreleased
     del machines
-    gc.collect()
+    if _unreleased >= RELEASE_EVERY:
+        _unreleased = 0
+        gc.collect()
 
 
 def machine_state(m: Machine) -> dict[str, object]:

@@ -81,7 +81,24 @@ def test_section_matches_qemu(outcomes, shift: int, section: str) -> None:
     d = h.split_sections(det.output).get(section)
     assert q is not None, f"QEMU never printed section {section!r} ({qemu.status})"
     assert d is not None, f"detfuzz never printed section {section!r} ({det.status})"
+    if section in HOST_TIMED_RESET_SECTIONS:
+        # QEMU performs a guest reset in its main loop, at a host-timed point, so mtime read
+        # right after the reset (when the timer is armed) may land one tick either side
+        # from run to run (seen: 0x26 and 0x27 at shift 0). Everything else must match.
+        qa, da = (
+            _value(qemu.output, section, "mtime_armed"),
+            _value(det.output, section, "mtime_armed"),
+        )
+        assert len(qa) == len(da) and all(abs(a - b) <= 1 for a, b in zip(qa, da, strict=True))
+        q, d = _without_tag(q, b"mtime_armed"), _without_tag(d, b"mtime_armed")
     assert q == d, h.diff(q, d)
+
+
+HOST_TIMED_RESET_SECTIONS = frozenset({"after_reset_timeout"})
+
+
+def _without_tag(section: bytes, tag: bytes) -> bytes:
+    return b"\n".join(line for line in section.split(b"\n") if not line.startswith(tag + b"="))
 
 
 def _value(output: bytes, section: str, tag: str) -> list[int]:

@@ -139,7 +139,8 @@ class GuestBuilder:
     _cache: dict[str, Path] = field(default_factory=dict)
 
     def build(self, source: Path) -> Path:
-        text = source.read_bytes()
+        # The shared runtime is .include'd: it is part of what the build depends on.
+        text = source.read_bytes() + (source.parent / "runtime.inc").read_bytes()
         key = hashlib.sha256(text).hexdigest()[:16]
         elf = self._cache.get(key)
         if elf is not None:
@@ -147,7 +148,7 @@ class GuestBuilder:
         obj = self.workdir / f"{source.stem}-{key}.o"
         elf = self.workdir / f"{source.stem}-{key}.elf"
         for cmd in (
-            [AS, *AS_FLAGS, str(source), "-o", str(obj)],
+            [AS, *AS_FLAGS, "-I", str(source.parent), str(source), "-o", str(obj)],
             [LD, *LD_FLAGS, str(obj), "-o", str(elf)],
         ):
             proc = subprocess.run(cmd, capture_output=True, check=False, text=True)

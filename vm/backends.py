@@ -188,11 +188,12 @@ class BlockBackend:
             return False
         for _ in range(len(self.completed)):
             request_id = nondet.value(self.kind, self.completed.popleft, channel=self.index)
-            self._forget(request_id)
+            self.forget(request_id)
             self.complete(request_id)
         return True
 
-    def _forget(self, request_id: int) -> None:
+    def forget(self, request_id: int) -> None:
+        """Drop `request_id` from the host's queues (delivered, or completed from a replay log)."""
         if request_id in self.completed:
             self.completed.remove(request_id)
         kept = [entry for entry in self.in_flight if entry[2] != request_id]

@@ -58,15 +58,19 @@ class BottomHalves:
     def run_plain(self) -> bool:
         return self._run(self.plain_queue)
 
-    def run_replay(self) -> bool:
-        return self._run(self.replay_queue)
+    def run_replay(self, *, announce: Callable[[BottomHalf], None] | None = None) -> bool:
+        """Run the replay-scheduled queue; `announce` sees each just before it runs (the
+        recorder logs it as an ASYNC event there)."""
+        return self._run(self.replay_queue, announce)
 
     @staticmethod
-    def _run(queue: list[BottomHalf]) -> bool:
+    def _run(queue: list[BottomHalf], announce: Callable[[BottomHalf], None] | None = None) -> bool:
         """Run what is queued now; what these callbacks schedule waits for the next round."""
         batch = list(queue)
         queue.clear()
         for bh in batch:
             bh.scheduled = False
+            if announce is not None:
+                announce(bh)
             bh.callback()
         return bool(batch)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import io
 from collections.abc import Callable, Iterable
+from typing import IO
 
 from vm.backends import Backend, BlockBackend, CharBackend, NetBackend, Stimulus
 from vm.bh import BottomHalf, BottomHalves
@@ -14,10 +16,19 @@ from vm.cpu import CpuState, GuestTrap
 from vm.csr import Cause
 from vm.devices import Device, IrqLine
 from vm.devices.registry import device_class
-from vm.hostmodel import HostModel
+from vm.hostmodel import HostModel, HostProfile
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
 from vm.nondet import Nondet, NondetKind
+from vm.replay import (
+    REPLAY_WAIT_MAX,
+    Engine,
+    Recorder,
+    Replayer,
+    ReplayMode,
+    ReplayStall,
+)
+from vm.replaylog import Log, read_log
 from vm.semantics import div_signed, rem_signed
 from vm.stop import RunResult, StopReason
 from vm.translate import bind, compile_region, discover_region
@@ -42,6 +53,12 @@ class Machine:
 
     Invariant: after `run` returns, `cpu.pc` is the next instruction to execute and
     `cpu.icount` counts every instruction executed since reset, as QEMU's -icount does.
+
+    `mode` is chosen here, once (vm.replay): NONE, RECORD (the log is written to
+    `record_to`, an in-memory buffer by default, see `recorded_log`) or REPLAY (of
+    `replay_log`, a `vm.replaylog.Log` or its bytes; its header must match this
+    configuration). The host model runs with `host_seed` in every mode; in replay the
+    host's input never reaches the guest.
     """
 
     def __init__(
@@ -49,12 +66,16 @@ class Machine:
         config: MachineConfig | None = None,
         *,
         host_seed: int = 0,
+        host_profile: HostProfile | None = None,
         stimulus: Iterable[Stimulus] = (),
         hot_block_entries: int = HOT_BLOCK_ENTRIES,
+        mode: ReplayMode = ReplayMode.NONE,
+        replay_log: Log | bytes | None = None,
+        record_to: IO[bytes] | None = None,
     ) -> None:
         self.config = config or MachineConfig()
         # Everything the host decides (slice quanta and durations, its clock, its stimulus).
-        self.host = HostModel(host_seed)
+        self.host = HostModel(host_seed, profile=host_profile)
         self.nondet = Nondet()
         self.vclock = VirtualClock(self.config.icount_shift)
         self.host_time = HostTime(self.host)
@@ -87,7 +108,35 @@ class Machine:
             device = device_class(spec.kind)(self, spec)
             self.bus.map_device(spec.name, spec.base, device.size, device)
             self.devices[spec.name] = device
+        self.stopped = False  # between stop() and cont()
+        self._stops = 0  # index of the host model's next stop duration
+        self._waits = 0  # replay: main-loop iterations spent waiting at one log position
+        self._wait_mark = (-1, -1)
+        self.mode = mode
+        self.rr: Engine | None = self._engine(mode, replay_log, record_to)
+        self.replayer = self.rr if isinstance(self.rr, Replayer) else None
+        self.nondet.port = self.rr
+        # The hooks the vCPU calls, bound once: without record/replay they are the CPU's own.
+        self._take_interrupt: Callable[[], bool] = (
+            self.cpu.take_interrupt if self.rr is None else self._logged_interrupt
+        )
         self._env = self._region_globals()
+
+    def _engine(
+        self, mode: ReplayMode, replay_log: Log | bytes | None, record_to: IO[bytes] | None
+    ) -> Engine | None:
+        if mode is not ReplayMode.REPLAY and replay_log is not None:
+            raise ValueError(f"a replay log was given to a machine in mode {mode.value}")
+        if mode is not ReplayMode.RECORD and record_to is not None:
+            raise ValueError(f"a record stream was given to a machine in mode {mode.value}")
+        if mode is ReplayMode.RECORD:
+            return Recorder(self, record_to if record_to is not None else io.BytesIO())
+        if mode is ReplayMode.REPLAY:
+            if replay_log is None:
+                raise ValueError("replay mode needs a replay_log")
+            log = replay_log if isinstance(replay_log, Log) else read_log(replay_log)
+            return Replayer(self, log)
+        return None
 
     def _region_globals(self) -> dict[str, object]:
         cpu, bus = self.cpu, self.bus
@@ -107,7 +156,7 @@ class Machine:
             "DIV": div_signed,
             "REM": rem_signed,
             "GuestTrap": GuestTrap,
-            "ENTER": cpu.enter_exception,
+            "ENTER": cpu.enter_exception if self.rr is None else self._logged_exception,
         }
 
     # -- boot -----------------------------------------------------------------------------
@@ -215,11 +264,17 @@ class Machine:
         return IrqLine(deliver)
 
     def request_stop(self, reason: StopReason, *, code: int | None = None) -> None:
+        if self.rr is not None:
+            self.rr.shutdown(reason)  # a guest shutdown request is a SHUTDOWN event
         self._stop = reason
         if code is not None:
             self.finisher_code = code
 
     def console_write(self, data: bytes) -> None:
+        if self.rr is not None:
+            # Every mode writes all of it (QEMU's record forces write-all); replay writes
+            # what the log says the backend accepted.
+            data = data[: self.rr.char_write(data)]
         self.console += data
         if self.console_sink is not None:
             self.console_sink(data)
@@ -237,9 +292,88 @@ class Machine:
 
     def checkpoint(self, kind: CheckpointKind) -> bool:
         """A point where QEMU's replay takes a checkpoint; True lets the work behind it
-        run. Part 3's record/replay hooks in here."""
-        del kind
-        return True
+        run (always, but in replay, where only the log decides)."""
+        return True if self.rr is None else self.rr.checkpoint(kind)
+
+    # -- record/replay ----------------------------------------------------------------------
+
+    def recorded_log(self) -> bytes:
+        """Finish the recording (the instructions since the last event, then END) and
+        return the log's bytes, when it was recorded in memory."""
+        if not isinstance(self.rr, Recorder):
+            raise ValueError(f"the machine is in mode {self.mode.value}, not record")
+        self.rr.finish()
+        stream = self.rr.stream
+        if not isinstance(stream, io.BytesIO):
+            raise ValueError("the log was recorded to a stream of the caller's")
+        return stream.getvalue()
+
+    def finish_recording(self) -> None:
+        """Write END: the replay of this log ends at the current icount."""
+        if isinstance(self.rr, Recorder):
+            self.rr.finish()
+
+    def replay_at_end(self) -> bool:
+        """Replay mode: the log's END is due at this icount (the replay matched to the end)."""
+        return self.replayer is not None and self.replayer.at_end()
+
+    def backend_by_index(self, index: int) -> Backend | None:
+        """The backend created `index`-th (the index the log names it by)."""
+        for backend in self.backends.values():
+            if backend.index == index:
+                return backend
+        return None
+
+    def kick(self) -> None:
+        """End the current CPU slice at the next instruction boundary (the slice loop
+        returns whenever the virtual timer list changed; that flag only costs a
+        recomputation of the next deadline)."""
+        self.timer_lists[ClockKind.VIRTUAL].changed = True
+
+    def _logged_interrupt(self) -> bool:
+        assert self.rr is not None
+        if not self.rr.interrupt():
+            return False  # replay: the log says the interrupt is taken later; it stays pending
+        return self.cpu.take_interrupt()
+
+    def _logged_exception(self, cause: int, tval: int, pc: int) -> int:
+        assert self.rr is not None
+        self.rr.exception()
+        return self.cpu.enter_exception(cause, tval, pc)
+
+    # -- stop and continue ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the VM at this instruction boundary (as QEMU's `stop`): devices are told;
+        `run` refuses until `cont`. Guest state does not change (replay rule 6)."""
+        if not self.stopped:
+            self.stopped = True
+            self.notify_runstate(running=False)
+
+    def pass_host_time(self, ns: int | None = None) -> None:
+        """While stopped: `ns` of host time pass (by default as long as the host model
+        says this stop lasts). Host work due meanwhile runs, in order: stimulus arrives,
+        REALTIME timers fire, plain bottom halves run. Virtual time does not move."""
+        if not self.stopped:
+            raise RuntimeError("host time passes on its own while the machine runs: stop() it")
+        if ns is None:
+            ns = self.host.stop_ns(self._stops)
+            self._stops += 1
+        deadline = self.host_time.realtime_ns + max(0, ns)
+        for _ in range(IDLE_WAKEUPS_MAX):
+            next_host = self._next_host_event_realtime()
+            if next_host is None or next_host >= deadline:
+                break
+            self.host_time.advance(next_host - self.host_time.realtime_ns)
+            self._run_host_work()
+        self.host_time.advance(deadline - self.host_time.realtime_ns)
+        self._run_host_work()
+
+    def cont(self) -> None:
+        """Continue a stopped VM: devices are told, and `run` may go on."""
+        if self.stopped:
+            self.stopped = False
+            self.notify_runstate(running=True)
 
     # -- running --------------------------------------------------------------------------
 
@@ -267,7 +401,11 @@ class Machine:
         """
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
+        if self.stopped:
+            raise RuntimeError("the machine is stopped: cont() it before running")
         cpu = self.cpu
+        replayer = self.replayer
+        take_interrupt = self._take_interrupt
         start = cpu.icount
         end = start + budget
         resume_at = (cpu.pc, start)  # a breakpoint here was hit already: run through it
@@ -278,9 +416,11 @@ class Machine:
         while reason is None:
             self._guest_side()
             if cpu.irq_pending:
-                cpu.take_interrupt()
+                take_interrupt()
             if self._stop is not None:
                 reason = self._stop
+            elif replayer is not None and replayer.at_end():
+                reason = StopReason.LOG_END
             elif cpu.halted:
                 if cpu.mip & cpu.mie:
                     cpu.halted = False
@@ -294,7 +434,15 @@ class Machine:
             else:
                 before = cpu.icount
                 quantum = self.host.quantum_insns(self._slices)
-                limit = min(end, before + quantum, self._virtual_due_icount)
+                if replayer is None:
+                    limit = min(end, before + quantum, self._virtual_due_icount)
+                else:
+                    # The log's next event bounds the slice, not the virtual deadline: a
+                    # timer runs where the log's checkpoint says.
+                    limit = min(end, before + quantum, replayer.cpu_limit())
+                    if limit <= before:
+                        self._replay_wait()
+                        continue
                 reason = self._cpu_exec(limit, resume_at, single_step=single_step)
                 if cpu.icount != before:
                     idle_wakeups = stalled = 0
@@ -303,6 +451,8 @@ class Machine:
                     if stalled > STALLED_SLICES_MAX and reason is None:
                         reason = StopReason.NO_PROGRESS
                 self._host_side(cpu.icount - before)
+        if replayer is not None and reason is StopReason.WFI_IDLE:
+            self._raise_stall(f"the hart sleeps forever, but the log has {replayer.waiting_for()}")
         if reason is StopReason.FINISHER_RESET:
             self.system_reset()  # the next run starts at the reset vector, as QEMU goes on
         code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
@@ -312,7 +462,9 @@ class Machine:
         """Work due at this instruction boundary, in QEMU's order, behind its checkpoints."""
         lists = self.timer_lists
         host_timers = lists[ClockKind.HOST]
-        if self._host_timers_due() and self.checkpoint(CheckpointKind.CLOCK_HOST):
+        rr = self.rr
+        wanted = self.host_timers_due() if rr is None else rr.host_timers_wanted(self)
+        if wanted and self.checkpoint(CheckpointKind.CLOCK_HOST):
             # The timers see the HOST clock as the guest would: through the choke point,
             # so a replay runs them against the recorded time.
             host_timers.run_expired(self.read_host_clock())
@@ -324,17 +476,22 @@ class Machine:
             if self.checkpoint(CheckpointKind.CLOCK_VIRTUAL):
                 virtual.run_expired(self.vclock.now_ns(self.cpu.icount))
             self._update_virtual_due()
-        if self._async_work() and self.checkpoint(CheckpointKind.ASYNC):
-            self.bottom_halves.run_replay()
+        if self.replayer is not None:
+            self.replayer.async_point(self)  # what the log says runs here, and only that
+        elif self._async_work() and self.checkpoint(CheckpointKind.ASYNC):
+            self.bottom_halves.run_replay(announce=None if rr is None else rr.bottom_half)
             for backend in self.backends.values():
                 backend.deliver(self.nondet)
 
-    def _host_timers_due(self) -> bool:
+    def host_timers_due(self) -> bool:
         """Whether a HOST-clock timer has expired by the live host's clock. This decides
-        where a CLOCK_HOST checkpoint goes when recording; part 3's replay asks instead
-        wherever one is armed and lets the log say where the checkpoints were."""
+        where a CLOCK_HOST checkpoint goes, but in replay, which asks wherever one is armed
+        (`host_timers_armed`) and lets the log say where the checkpoints were."""
         deadline = self.timer_lists[ClockKind.HOST].next_deadline_ns()
         return deadline is not None and deadline <= self.host_time.host_ns()
+
+    def host_timers_armed(self) -> bool:
+        return self.timer_lists[ClockKind.HOST].next_deadline_ns() is not None
 
     def _async_work(self) -> bool:
         return bool(self.bottom_halves.replay_queue) or any(
@@ -373,7 +530,8 @@ class Machine:
             event = stimulus[self._next_stimulus]
             self._next_stimulus += 1
             backend = self.backends.get(event.channel)
-            if backend is not None:
+            # In replay live host input is dropped: the log has what reached the guest.
+            if backend is not None and self.replayer is None:
                 backend.arrive(event.payload)
 
     def _idle(self) -> bool:
@@ -381,6 +539,15 @@ class Machine:
         non-EXTERNAL virtual deadline (QEMU's sleep=off), or else let host time pass to the
         host's next event; False when there is neither (idle forever, pinned)."""
         deadline = self.timer_lists[ClockKind.VIRTUAL].next_deadline_ns()
+        if self.replayer is not None:
+            # The warp depends on guest state alone, so it lands where the recording's
+            # did; anything else this hart waits for must come from the log.
+            if deadline is not None and self.vclock.now_ns(self.cpu.icount) < deadline < NEVER_NS:
+                self.vclock.warp_to(deadline, self.cpu.icount)
+                self.timer_lists[ClockKind.VIRTUAL].changed = True
+            else:
+                self._replay_wait()
+            return True
         if deadline is not None and deadline < NEVER_NS:
             self.vclock.warp_to(deadline, self.cpu.icount)
             self.timer_lists[ClockKind.VIRTUAL].changed = True
@@ -396,6 +563,41 @@ class Machine:
         self.host_time.advance(next_host - self.host_time.realtime_ns)
         self._run_host_work()
         return True
+
+    def _replay_wait(self) -> None:
+        """Replay: the log's next event is due at this icount and nothing here has consumed
+        it. Let host time pass to the host's next scheduled work and run it (a host-side
+        effect may be what the log waits for); raise ReplayStall after REPLAY_WAIT_MAX
+        iterations at one position, or at once when the host has nothing scheduled."""
+        replayer = self.replayer
+        assert replayer is not None
+        mark = (self.cpu.icount, replayer.consumed)
+        if mark != self._wait_mark:
+            self._wait_mark = mark
+            self._waits = 0
+        self._waits += 1
+        if self._waits > REPLAY_WAIT_MAX:
+            self._raise_stall(f"waited {REPLAY_WAIT_MAX} main-loop iterations for it")
+        next_host = self._next_host_event_realtime()
+        if next_host is None and not self.bottom_halves.plain_queue:
+            self._raise_stall("nothing in the machine or the host can produce it")
+        if next_host is not None:
+            self.host_time.advance(next_host - self.host_time.realtime_ns)
+        self._run_host_work()
+
+    def _raise_stall(self, why: str) -> None:
+        replayer = self.replayer
+        assert replayer is not None
+        cpu = self.cpu
+        queued = [bh.scheduled_icount for bh in self.bottom_halves.replay_queue]
+        found = (
+            f"the hart {'asleep in WFI' if cpu.halted else 'running'} at pc {cpu.pc:#010x}, "
+            f"interrupt {'pending' if cpu.irq_pending else 'not pending'}, "
+            f"replay bottom halves queued with ids {queued}"
+        )
+        raise replayer.error(
+            ReplayStall, f"the replay waits for {replayer.waiting_for()}: {why}", found=found
+        )
 
     def _next_host_event_realtime(self) -> int | None:
         """REALTIME of the host's next scheduled event (a REALTIME or HOST timer)."""
@@ -413,8 +615,8 @@ class Machine:
     def _deliver_now(self) -> bool:
         """While the hart sleeps: let frontends take buffered host input (at the async
         point, behind its checkpoint). True if any did."""
-        if not self.checkpoint(CheckpointKind.ASYNC):
-            return False
+        if self.replayer is not None or not self.checkpoint(CheckpointKind.ASYNC):
+            return False  # replay delivers input where the log says, at the guest side
         return any([backend.deliver(self.nondet) for backend in self.backends.values()])
 
     def _cpu_exec(
@@ -427,6 +629,7 @@ class Machine:
         heat = self._heat
         breakpoints = self.breakpoints
         virtual = self.timer_lists[ClockKind.VIRTUAL]
+        take_interrupt = self._take_interrupt
         limit = min(limit, cpu.icount + _SLICE_MAX)
         pc = cpu.pc
         reason: StopReason | None = None
@@ -434,7 +637,7 @@ class Machine:
             ic = cpu.icount
             if cpu.irq_pending:
                 cpu.pc = pc
-                cpu.take_interrupt()
+                take_interrupt()
                 pc = cpu.pc
             if ic >= limit or cpu.halted or virtual.changed:
                 break
@@ -484,6 +687,8 @@ class Machine:
                 pc = entry[0]()
             except GuestTrap as trap:
                 cpu.leave_block = False
+                if self.rr is not None:
+                    return self._logged_exception(trap.cause, trap.tval, pc)
                 return cpu.enter_exception(trap.cause, trap.tval, pc)
             if entry[1] or cpu.leave_block or single:
                 cpu.leave_block = False

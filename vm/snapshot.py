@@ -15,8 +15,11 @@ A snapshot is two msgpack objects back to back:
 - the body, a map: `cpu` (CPU_VMSTATE section), `ram` and `rom` (page index -> page bytes,
   all-zero pages left out; the index counts 4 KiB pages from the region's start),
   `boot_image` (the [address, bytes] list a guest reset copies into RAM again), `vclock`
-  (VCLOCK_VMSTATE section: the virtual clock's bias) and `devices` (device name -> the
-  section its class's `VMSTATE` saves; timer deadlines are part of those sections).
+  (VCLOCK_VMSTATE section: the virtual clock's bias), `devices` (device name -> the
+  section its class's `VMSTATE` saves; timer deadlines are part of those sections) and
+  `replay` (nil, or the record/replay position [next event index, icount its INSTRUCTION
+  count starts at] of a machine that was recording or replaying: QEMU's "replay" section,
+  so a replay can start from a snapshot taken while recording).
 
 What is not saved, and why: the console and the finisher code (output already delivered,
 not state), host time, the host model's slice index, REALTIME timers and EXTERNAL virtual
@@ -24,7 +27,13 @@ timers (host side: by the replay rules none of them can change guest state), bre
 (a debugger setting of the machine, not of the guest) and translated code (rebuilt from
 RAM). savevm refuses a machine it cannot save faithfully: a device whose class declares no
 `VMSTATE` (a device without guest state declares an empty one), a guest-side timer
-(VIRTUAL, non-EXTERNAL, or HOST) that no device section saves, or a scheduled bottom half.
+(VIRTUAL, non-EXTERNAL, or HOST) that no device section saves, or a scheduled bottom half
+(as QEMU refuses "while async events are queued", in every mode alike: the caller retries
+at a later instruction boundary, see vm.session).
+
+Record/replay: a replaying machine loads a snapshot's replay position along with it and
+goes on from there in its log (the position must lie in that log, before the snapshot's
+icount). A recording machine loads no snapshot: its log could not describe the jump.
 
 Loading is all or nothing. Everything is validated first, without touching the machine:
 the header against the machine (magic, format version, icount shift, configuration
@@ -52,6 +61,7 @@ from vm.config import config_hash
 from vm.cpu import CpuState
 from vm.csr import MIE_WRITABLE, MSTATUS_WRITABLE
 from vm.memory import PAGE_SHIFT, PAGE_SIZE, RAM_BASE
+from vm.replay import Recorder, Replayer
 from vm.vmstate import (
     I64,
     U32,
@@ -71,9 +81,9 @@ if TYPE_CHECKING:
     from vm.machine import Machine
 
 MAGIC: Final = b"detfuzz-savevm"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # 2: the replay position
 HEADER_KEYS: Final = ("magic", "format", "config_hash", "icount_shift", "icount", "body_sha256")
-BODY_KEYS: Final = ("cpu", "ram", "rom", "boot_image", "vclock", "devices")
+BODY_KEYS: Final = ("cpu", "ram", "rom", "boot_image", "vclock", "devices", "replay")
 # The header is small (about 150 bytes); a bound lets it be decoded without copying the
 # whole snapshot into msgpack's buffer. Part of the format: a header never grows past it.
 HEADER_MAX: Final = 4096
@@ -167,6 +177,7 @@ def savevm(machine: Machine) -> bytes:
                 name: save(_description(name, device), device)
                 for name, device in machine.devices.items()
             },
+            "replay": None if machine.rr is None else list(machine.rr.position()),
         }
     except VMStateError as exc:
         raise SnapshotError(f"cannot save: {exc}") from exc
@@ -369,6 +380,7 @@ class _Staged:
     boot_image: list[tuple[int, bytes]]
     vclock: StagedLoad
     devices: list[StagedLoad]
+    replay: tuple[int, int] | None
 
 
 def loadvm(machine: Machine, data: bytes, *, section_order_seed: int | None = None) -> None:
@@ -386,6 +398,10 @@ def loadvm(machine: Machine, data: bytes, *, section_order_seed: int | None = No
     the same machine; tests use this to prove it)."""
     header, body_bytes = _split(data)
     config = machine.config
+    if isinstance(machine.rr, Recorder):
+        raise SnapshotError(
+            "a recording machine cannot load a snapshot: its log could not describe the jump"
+        )
     if header.icount_shift != config.icount_shift:
         raise SnapshotError(
             f"snapshot icount shift {header.icount_shift} is not the machine's "
@@ -429,6 +445,7 @@ def _stage(machine: Machine, header: SnapshotHeader, body: object, seed: int | N
         boot_image=_stage_boot_image(body["boot_image"], machine),
         vclock=vclock,
         devices=_stage_devices(machine, body["devices"], seed),
+        replay=_stage_replay(machine, body["replay"], header.icount),
     )
 
 
@@ -490,6 +507,25 @@ def _stage_boot_image(wire: object, machine: Machine) -> list[tuple[int, bytes]]
     return image
 
 
+def _stage_replay(machine: Machine, wire: object, icount: int) -> tuple[int, int] | None:
+    """The saved replay position, checked against the replaying machine's log."""
+    if wire is None:
+        if isinstance(machine.rr, Replayer):
+            raise SnapshotError(
+                "snapshot carries no replay position (it was taken outside record/replay), "
+                "so a replay cannot start from it"
+            )
+        return None
+    if not (isinstance(wire, list) and len(wire) == 2 and all(_is_int(v) for v in wire)):
+        raise SnapshotError("replay position must be an [event index, icount] pair")
+    index, base_icount = wire
+    if isinstance(machine.rr, Replayer):
+        problem = machine.rr.position_problem(index, base_icount, icount)
+        if problem is not None:
+            raise SnapshotError(f"snapshot replay position: {problem}")
+    return (index, base_icount)
+
+
 def _stage_devices(machine: Machine, wire: object, seed: int | None) -> list[StagedLoad]:
     if not isinstance(wire, dict):
         raise SnapshotError(f"device sections must be a map, got {type(wire).__name__}")
@@ -519,6 +555,8 @@ def _commit(machine: Machine, staged: _Staged) -> None:
     # The CPU last: mip holds the levels the devices drove, so even a post_load that
     # (wrongly) pushed a line could not leave mip different from the snapshot's.
     _commit_cpu(machine.cpu, staged.cpu)
+    if isinstance(machine.rr, Replayer) and staged.replay is not None:
+        machine.rr.seek(*staged.replay)
     # The virtual deadlines may all have moved (the CLINT's post_load marks it too, but a
     # device without a timer must not be needed for this): the next run recomputes them.
     machine.timer_lists[ClockKind.VIRTUAL].changed = True

@@ -19,6 +19,7 @@ class StopReason(enum.Enum):
     FAULT_LOOP = "fault-loop"  # the trap handler faults at once, forever, without progress
     NO_PROGRESS = "no-progress"  # the main loop ran no instruction for 100 slices (a device
     # keeps its timers due forever); stopping beats hanging
+    LOG_END = "log-end"  # replay: the log's END is reached, where the recording ended
 
 
 FINISHER_REASONS = frozenset(

@@ -1,0 +1,215 @@
+"""The trace API (pinned): run a target once, get digests at sample points, the log, the
+stop reason and any replay error. The fuzzer's properties compare traces and nothing else,
+so another target (a real QEMU) can stand behind the same `Target` protocol.
+
+    spec = TargetRun(config=cfg, program=image, mode=ReplayMode.RECORD, host_seed=1,
+                     budget=200_000, samples=(1_000, 50_000))
+    trace = BUILTIN.run(spec)
+    again = BUILTIN.run(replace(spec, mode=ReplayMode.REPLAY, log=trace.log, host_seed=2))
+    assert again.samples == trace.samples and again.error is None
+
+A sample at icount k is taken at the instruction boundary after k retired instructions,
+once all main-loop work due at k has run and any interrupt due at k has been entered: just
+before instruction k+1 executes. Stops, snapshots and seeks land on that same point. At one
+icount the order is: sample, snapshot, stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from vm.backends import Stimulus
+from vm.config import MachineConfig
+from vm.digest import combine, component_digests
+from vm.hostmodel import HostProfile
+from vm.loader import load_program
+from vm.machine import Machine
+from vm.replay import ReplayError, ReplayMode
+from vm.session import SNAPSHOT_RETRIES, Session
+from vm.snapshot import loadvm
+from vm.stop import StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the VM at `icount`; host time passes (`host_ns`, or as long as the host model
+    says), then it continues."""
+
+    icount: int
+    host_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """Everything one run of a target needs (plain data)."""
+
+    config: MachineConfig
+    program: bytes  # an ELF32 or flat image (vm.loader); unused with `start_snapshot`
+    mode: ReplayMode = ReplayMode.NONE
+    host_seed: int = 0
+    host_profile: HostProfile | None = None  # the host's latencies and slicing (default)
+    stimulus: tuple[Stimulus, ...] = ()
+    budget: int = 1_000_000  # instructions from the start (icount 0), not from a snapshot
+    samples: tuple[int, ...] = ()
+    stops: tuple[Stop, ...] = ()
+    snapshots: tuple[int, ...] = ()  # savevm at these icounts (retried later if refused)
+    log: bytes | None = None  # the log to replay (mode REPLAY)
+    start_snapshot: bytes | None = None  # start from this snapshot instead of booting
+    seeks: tuple[int, ...] = ()  # replay: after the run, seek to each in turn and sample
+    snapshot_every: int | None = None  # periodic snapshots (what seeks load)
+    section_order_seed: int | None = None  # section order when reloading snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    icount: int
+    digest: bytes
+    components: Mapping[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class TakenSnapshot:
+    """A snapshot point: where it was asked for and taken, the snapshot, the digest of the
+    machine there and of a fresh machine that loaded it (sections in shuffled order)."""
+
+    requested: int
+    icount: int
+    data: bytes
+    digest: bytes
+    reloaded_digest: bytes
+
+
+@dataclass(frozen=True)
+class Trace:
+    samples: tuple[Sample, ...]
+    final: Sample | None  # None if the run failed before its end
+    stop: StopReason | None  # why the run ended (None: a replay error)
+    log: bytes | None  # record mode: the log written
+    snapshots: tuple[TakenSnapshot, ...] = ()
+    seeks: tuple[Sample, ...] = ()
+    error: ReplayError | None = None
+    # Replay: the run ended where the log's END is (the whole log was consumed).
+    replay_complete: bool | None = None
+    console: bytes = b""
+    finisher_code: int | None = None
+
+    def sample_at(self, icount: int) -> Sample | None:
+        return next((s for s in self.samples if s.icount == icount), None)
+
+
+class Target(Protocol):
+    name: str
+
+    def run(self, spec: TargetRun) -> Trace: ...
+
+
+def take_sample(machine: Machine) -> Sample:
+    components = component_digests(machine)
+    return Sample(machine.cpu.icount, combine(components), components)
+
+
+class BuiltinTarget:
+    """detfuzz's own machine."""
+
+    name = "detfuzz"
+
+    def run(self, spec: TargetRun) -> Trace:
+        machine = Machine(
+            spec.config,
+            host_seed=spec.host_seed,
+            host_profile=spec.host_profile,
+            stimulus=spec.stimulus,
+            mode=spec.mode,
+            replay_log=spec.log if spec.mode is ReplayMode.REPLAY else None,
+        )
+        if spec.start_snapshot is not None:
+            loadvm(machine, spec.start_snapshot)
+        else:
+            load_program(machine, spec.program)
+        session = Session(machine, snapshot_every=spec.snapshot_every)
+        run = _Run(spec, machine, session)
+        try:
+            run.main()
+            run.seeks()
+        except ReplayError as exc:
+            run.error = exc
+        log = machine.recorded_log() if spec.mode is ReplayMode.RECORD else None
+        return Trace(
+            samples=tuple(run.samples),
+            final=run.final,
+            stop=run.stop,
+            log=log,
+            snapshots=tuple(run.snapshots),
+            seeks=tuple(run.seek_samples),
+            error=run.error,
+            replay_complete=run.replay_complete,
+            console=machine.console_output(),
+            finisher_code=machine.finisher_code,
+        )
+
+
+class _Run:
+    def __init__(self, spec: TargetRun, machine: Machine, session: Session) -> None:
+        self.spec = spec
+        self.machine = machine
+        self.session = session
+        self.samples: list[Sample] = []
+        self.snapshots: list[TakenSnapshot] = []
+        self.seek_samples: list[Sample] = []
+        self.final: Sample | None = None
+        self.stop: StopReason | None = None
+        self.error: ReplayError | None = None
+        self.replay_complete: bool | None = None
+
+    def main(self) -> None:
+        spec, machine = self.spec, self.machine
+        samples = set(spec.samples)
+        snapshots = set(spec.snapshots)
+        stops = {stop.icount: stop for stop in spec.stops}
+        start = machine.cpu.icount
+        points = sorted(p for p in samples | snapshots | set(stops) if start <= p <= spec.budget)
+        reason = StopReason.BUDGET
+        for point in [*points, spec.budget]:
+            result = self.session.run_to(max(point, machine.cpu.icount))
+            reason = result.reason
+            if reason is not StopReason.BUDGET:
+                break
+            if point in samples and machine.cpu.icount == point:
+                self.samples.append(take_sample(machine))
+            if point in snapshots:
+                self._snapshot(point)
+            if point in stops:
+                machine.stop()
+                machine.pass_host_time(stops[point].host_ns)
+                machine.cont()
+        self.stop = reason
+        self.final = take_sample(machine)
+        if machine.mode is ReplayMode.REPLAY:
+            self.replay_complete = machine.replay_at_end()
+
+    def _snapshot(self, requested: int) -> None:
+        machine = self.machine
+        for _ in range(SNAPSHOT_RETRIES):
+            data = self.session.take_snapshot()
+            if data is not None:
+                fresh = Machine(self.spec.config)
+                loadvm(fresh, data, section_order_seed=self.spec.section_order_seed)
+                self.snapshots.append(
+                    TakenSnapshot(
+                        requested=requested,
+                        icount=machine.cpu.icount,
+                        data=data,
+                        digest=take_sample(machine).digest,
+                        reloaded_digest=take_sample(fresh).digest,
+                    )
+                )
+                return
+            if machine.run(1).reason is not StopReason.BUDGET:
+                return
+
+    def seeks(self) -> None:
+        for target in self.spec.seeks:
+            self.session.seek(target)
+            self.seek_samples.append(take_sample(self.machine))

@@ -372,6 +372,9 @@ class Replayer:
         An EXCEPTION is consumed inside the instruction that traps, which may be one that
         icount does not count, so the budget then reaches one past it."""
         pending = self.pending
+        if self.cpu.icount > self.due:
+            # Only a slice allowed past an EXCEPTION gets here: the instruction did not trap.
+            raise self._mismatch(f"instruction {self.cpu.icount} without a trap")
         if pending is None:
             if self.cpu.icount >= self.due:
                 raise self.error(

@@ -593,3 +593,49 @@ def test_savevm_while_a_bottom_half_is_queued_is_refused_and_the_session_retries
     session.run_to(2_500)
     # icount 0 was refused (the bottom half runs after the first slice): retried at 1.
     assert session.snapshot_icounts == [1, 1_000, 2_000]
+
+
+def test_a_guest_exception_that_does_not_happen_is_a_divergence_at_once(recorded):
+    # An EXCEPTION moved one instruction later than the fault: the replay runs past the
+    # faulting point without the trap the log expects there.
+    log = recorded[0]
+    events = list(read_log(log).events)
+    at = indices(log, EventKind.EXCEPTION)[4]
+    before, after = events[at - 1], events[at + 1]
+    assert before.kind is after.kind is EventKind.INSTRUCTION and after.args[0] > 1
+    events[at - 1] = Event(EventKind.INSTRUCTION, (before.args[0] + 1,))
+    events[at + 1] = Event(EventKind.INSTRUCTION, (after.args[0] - 1,))
+    error = expect_failure(rebuild(events, log), ReplayDivergence)
+    assert at - 1 <= error.event_index <= at
+
+
+RESET_GUEST = """
+    li      t0, 0x80008000      # outside the program image: survives a guest reset
+    lw      t1, 0(t0)
+    addi    t1, t1, 1
+    sw      t1, 0(t0)
+    li      t2, 3
+    li      t0, 0x100000
+    blt     t1, t2, 1f
+    li      t1, 0x5555          # the third boot passes
+    sw      t1, 0(t0)
+1:  li      t1, 0x7777          # the first two reset the machine
+    sw      t1, 0(t0)
+"""
+
+
+def test_guest_resets_are_recorded_and_replayed():
+    image = assemble(RESET_GUEST)
+    rec = Machine(CONFIG, mode=ReplayMode.RECORD)
+    load_program(rec, image)
+    assert Session(rec).run_to(BUDGET).reason is StopReason.FINISHER_PASS
+    log = rec.recorded_log()
+    events = read_log(log).events
+    resets = [e for e in events if e == Event(EventKind.CHECKPOINT, (LogCheckpoint.RESET,))]
+    shutdowns = [e.args[0] for e in events if e.kind is EventKind.SHUTDOWN]
+    assert len(resets) == 2
+    assert shutdowns == [ShutdownCause.GUEST_RESET] * 2 + [ShutdownCause.GUEST_PASS]
+    rep = Machine(CONFIG, host_seed=4, mode=ReplayMode.REPLAY, replay_log=log)
+    load_program(rep, image)
+    assert Session(rep).run_to(BUDGET).reason is StopReason.FINISHER_PASS
+    assert rep.replay_at_end() and digest(rep) == digest(rec)

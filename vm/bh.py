@@ -46,6 +46,7 @@ class BottomHalves:
         self.icount = icount
         self.plain_queue: list[BottomHalf] = []
         self.replay_queue: list[BottomHalf] = []
+        self.on_run: Callable[[BottomHalf], None] | None = None  # sees each run (vm.activity)
 
     def new(self, callback: Callable[[], None], *, replay: bool) -> BottomHalf:
         return BottomHalf(self, callback, replay=replay, oneshot=False)
@@ -63,8 +64,9 @@ class BottomHalves:
         recorder logs it as an ASYNC event there)."""
         return self._run(self.replay_queue, announce)
 
-    @staticmethod
-    def _run(queue: list[BottomHalf], announce: Callable[[BottomHalf], None] | None = None) -> bool:
+    def _run(
+        self, queue: list[BottomHalf], announce: Callable[[BottomHalf], None] | None = None
+    ) -> bool:
         """Run what is queued now; what these callbacks schedule waits for the next round."""
         batch = list(queue)
         queue.clear()
@@ -72,5 +74,7 @@ class BottomHalves:
             bh.scheduled = False
             if announce is not None:
                 announce(bh)
+            if self.on_run is not None:
+                self.on_run(bh)
             bh.callback()
         return bool(batch)

@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable, Iterable
 from typing import IO
 
+from vm.activity import Activity, ActivityKind, ActivityLog, Side, callback_owner
 from vm.backends import Backend, BlockBackend, CharBackend, NetBackend, Stimulus
 from vm.bh import BottomHalf, BottomHalves
 from vm.boot import ROM_BASE, ROM_SIZE, reset_vector
@@ -108,6 +109,11 @@ class Machine:
             device = device_class(spec.kind)(self, spec)
             self.bus.map_device(spec.name, spec.base, device.size, device)
             self.devices[spec.name] = device
+        self.activity: ActivityLog | None = None  # see trace_activity
+        # Observation points (see `observe`): pending icounts, largest first.
+        self._observe_at: list[int] = []
+        self._next_observe = _NEVER
+        self._observer: Callable[[Machine], None] | None = None
         self.stopped = False  # between stop() and cont()
         self._stops = 0  # index of the host model's next stop duration
         self._waits = 0  # replay: main-loop iterations spent waiting at one log position
@@ -341,6 +347,65 @@ class Machine:
         self.rr.exception()
         return self.cpu.enter_exception(cause, tval, pc)
 
+    # -- watching a run without changing it ---------------------------------------------------
+
+    def observe(self, icounts: Iterable[int], callback: Callable[[Machine], None]) -> None:
+        """Call `callback(machine)` right after the instruction that brings the icount to
+        each of `icounts` retires, before anything else happens at that icount (no
+        interrupt entered, no timer or host work run). The CPU's slice does not end
+        there, so the run is exactly the one it would be unobserved: divergence
+        localisation watches a recording this way without changing what it records. An
+        icount the machine starts at is observed before the first instruction."""
+        points = sorted({k for k in icounts if k >= self.cpu.icount}, reverse=True)
+        self._observe_at = points
+        self._observer = callback
+        self._next_observe = points[-1] if points else _NEVER
+
+    def _observe(self) -> None:
+        icount = self.cpu.icount
+        points = self._observe_at
+        while points and points[-1] <= icount:
+            points.pop()
+            if self._observer is not None:
+                self._observer(self)
+        self._next_observe = points[-1] if points else _NEVER
+
+    def trace_activity(self, log: ActivityLog | None = None) -> ActivityLog:
+        """Start logging what runs around the guest (timers, bottom halves, host input,
+        stop/cont) into `log` (a new bounded one by default), and return it."""
+        self.activity = log if log is not None else ActivityLog()
+        for timers in self.timer_lists.values():
+            timers.on_fire = self._note_timer
+        self.bottom_halves.on_run = self._note_bottom_half
+        return self.activity
+
+    def _note(self, kind: ActivityKind, side: Side, owner: str, detail: str) -> None:
+        if self.activity is not None:
+            entry = Activity(self.cpu.icount, self.host_time.realtime_ns, kind, side, owner, detail)
+            self.activity.add(entry)
+
+    def _note_timer(self, timer: Timer) -> None:
+        # VIRTUAL (non-EXTERNAL) and HOST timers run on the guest side behind their
+        # checkpoints; REALTIME and EXTERNAL ones on the host side, when the host gets to them.
+        guest = timer.clock is ClockKind.HOST or (
+            timer.clock is ClockKind.VIRTUAL and not timer.external
+        )
+        detail = f"{timer.clock.value}{' EXTERNAL' if timer.external else ''} timer"
+        self._note(
+            ActivityKind.TIMER,
+            Side.GUEST if guest else Side.HOST,
+            callback_owner(timer.callback),
+            detail,
+        )
+
+    def _note_bottom_half(self, bh: BottomHalf) -> None:
+        self._note(
+            ActivityKind.BOTTOM_HALF,
+            Side.GUEST if bh.replay else Side.HOST,
+            callback_owner(bh.callback),
+            "replay-scheduled" if bh.replay else "plain",
+        )
+
     # -- stop and continue ------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -348,6 +413,7 @@ class Machine:
         `run` refuses until `cont`. Guest state does not change (replay rule 6)."""
         if not self.stopped:
             self.stopped = True
+            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "stop")
             self.notify_runstate(running=False)
 
     def pass_host_time(self, ns: int | None = None) -> None:
@@ -373,6 +439,7 @@ class Machine:
         """Continue a stopped VM: devices are told, and `run` may go on."""
         if self.stopped:
             self.stopped = False
+            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "cont")
             self.notify_runstate(running=True)
 
     # -- running --------------------------------------------------------------------------
@@ -530,6 +597,9 @@ class Machine:
             event = stimulus[self._next_stimulus]
             self._next_stimulus += 1
             backend = self.backends.get(event.channel)
+            self._note(
+                ActivityKind.STIMULUS, Side.HOST, event.channel, f"{len(event.payload)} bytes"
+            )
             # In replay live host input is dropped: the log has what reached the guest.
             if backend is not None and self.replayer is None:
                 backend.arrive(event.payload)
@@ -630,11 +700,19 @@ class Machine:
         breakpoints = self.breakpoints
         virtual = self.timer_lists[ClockKind.VIRTUAL]
         take_interrupt = self._take_interrupt
-        limit = min(limit, cpu.icount + _SLICE_MAX)
+        slice_end = limit = min(limit, cpu.icount + _SLICE_MAX)
+        observe_at = self._next_observe
+        limit = min(limit, observe_at)
         pc = cpu.pc
         reason: StopReason | None = None
         while True:
             ic = cpu.icount
+            if ic >= observe_at:
+                # Right after the instruction that reached it: before any interrupt here.
+                cpu.pc = pc
+                self._observe()
+                observe_at = self._next_observe
+                limit = min(slice_end, observe_at)
             if cpu.irq_pending:
                 cpu.pc = pc
                 take_interrupt()

@@ -484,6 +484,8 @@ class Replayer:
                 queue.remove(bh)
                 bh.scheduled = False
                 self._consume()
+                if machine.bottom_halves.on_run is not None:
+                    machine.bottom_halves.on_run(bh)
                 bh.callback()
                 return True
         return False

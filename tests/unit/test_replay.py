@@ -17,6 +17,7 @@ import time
 import pytest
 
 from vm import Machine, MachineConfig, StopReason
+from vm.activity import ActivityKind, Side
 from vm.asm import assemble
 from vm.backends import Stimulus
 from vm.clock import ClockKind
@@ -639,3 +640,41 @@ def test_guest_resets_are_recorded_and_replayed():
     load_program(rep, image)
     assert Session(rep).run_to(BUDGET).reason is StopReason.FINISHER_PASS
     assert rep.replay_at_end() and digest(rep) == digest(rec)
+
+
+# -- observing without perturbing, and what ran around the guest --------------------------------
+
+
+def test_observing_a_recording_changes_nothing_and_a_replay_sees_the_same_states(recorded):
+    log, _, icount, _ = recorded
+    points = range(0, icount, 97)
+    seen: dict[str, dict[int, bytes]] = {}
+    for name, m in (
+        ("record", machine(ReplayMode.RECORD, seed=1)),
+        ("replay", machine(ReplayMode.REPLAY, seed=5, log=log)),
+    ):
+        states = seen[name] = {}
+        m.observe(points, lambda mm, states=states: states.setdefault(mm.cpu.icount, digest(mm)))
+        m.run(BUDGET)
+        if name == "record":
+            assert m.recorded_log() == log  # no slice ended at an observation point
+    assert list(seen["record"]) == list(points)
+    assert seen["record"] == seen["replay"]
+
+
+def test_activity_names_each_timer_and_bottom_half_with_its_clock_and_side():
+    m = machine(ReplayMode.NONE, seed=1)
+    log = m.trace_activity()
+    m.new_timer(ClockKind.REALTIME, lambda: None).mod(500)
+    m.bottom_halves.schedule_oneshot(lambda: None, replay=False)
+    m.run(BUDGET)
+    m.stop()
+    m.cont()
+    kinds = {(e.kind, e.side, e.detail) for e in log.entries}
+    assert (ActivityKind.TIMER, Side.GUEST, "virtual timer") in kinds  # the CLINT's
+    assert (ActivityKind.TIMER, Side.HOST, "realtime timer") in kinds
+    assert (ActivityKind.BOTTOM_HALF, Side.HOST, "plain") in kinds
+    assert (ActivityKind.STIMULUS, Side.HOST, "5 bytes") in kinds
+    assert [e.detail for e in log.entries if e.kind is ActivityKind.RUNSTATE] == ["stop", "cont"]
+    clint = [e for e in log.entries if e.kind is ActivityKind.TIMER and e.side is Side.GUEST]
+    assert clint[0].owner == "clint" and str(clint[0]).startswith(f"@{clint[0].icount} ")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from vm.bh import BottomHalf, BottomHalves
+from vm.boot import ROM_BASE
 from vm.clock import ClockKind, HostTime, Timer, TimerList, VirtualClock
 from vm.cpu import CpuState
 from vm.devices import Device, IrqLine
@@ -161,17 +162,32 @@ def diff(a: Machine, b: Machine) -> list[Difference]:
     ca, cb = component_digests(a), component_digests(b)
     out: list[Difference] = []
     for name in sorted(ca.keys() | cb.keys()):
-        if ca.get(name) == cb.get(name):
-            continue
-        if _is_ram_name(name):
-            page = _page_of(name)
-            base = page << PAGE_SHIFT
-            out.append(_memory_difference(name, _ram_bytes(a, page), _ram_bytes(b, page), base))
-        elif name == "rom":
-            out.append(_memory_difference(name, bytes(a.bus.rom), bytes(b.bus.rom), a.bus.rom_base))
-        else:
-            out.extend(_field_differences(_fields_of(a, name), _fields_of(b, name)))
+        if ca.get(name) != cb.get(name):
+            out += component_differences(name, component_state(a, name), component_state(b, name))
     return out
+
+
+ComponentState: TypeAlias = tuple[Field, ...] | bytes
+
+
+def component_state(machine: Machine, name: str) -> ComponentState:
+    """What component `name` holds, as plain data a trace can carry to another process:
+    the bytes of a RAM page or of the ROM, else the component's fields (path, leaf)."""
+    if _is_ram_name(name):
+        return _ram_bytes(machine, _page_of(name))
+    if name == "rom":
+        return bytes(machine.bus.rom)
+    return tuple(_fields_of(machine, name))
+
+
+def component_differences(name: str, a: ComponentState, b: ComponentState) -> list[Difference]:
+    """The differences between two states of component `name` (`component_state`)."""
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        base = _page_of(name) << PAGE_SHIFT if _is_ram_name(name) else ROM_BASE
+        return [] if a == b else [_memory_difference(name, a, b, base)]
+    if isinstance(a, bytes) or isinstance(b, bytes):
+        return [Difference(name, "memory" if isinstance(a, bytes) else "fields", "other")]
+    return _field_differences(list(a), list(b))
 
 
 def ram_page_name(page: int) -> str:

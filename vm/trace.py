@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from vm.activity import Activity
 from vm.backends import Stimulus
 from vm.config import MachineConfig
-from vm.digest import combine, component_digests
+from vm.digest import ComponentState, combine, component_digests, component_state
 from vm.hostmodel import HostProfile
 from vm.loader import load_program
 from vm.machine import Machine
@@ -60,6 +61,13 @@ class TargetRun:
     seeks: tuple[int, ...] = ()  # replay: after the run, seek to each in turn and sample
     snapshot_every: int | None = None  # periodic snapshots (what seeks load)
     section_order_seed: int | None = None  # section order when reloading snapshots
+    # Watching without changing the run (Machine.observe): digests right after the
+    # instruction that reaches each icount, before any other work there; at `dump_at` (one
+    # of them) also the state of `dump_components`; and the activity log.
+    observe: tuple[int, ...] = ()
+    dump_at: int | None = None
+    dump_components: tuple[str, ...] = ()
+    trace_activity: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,9 @@ class Trace:
     error: ReplayError | None = None
     # Replay: the run ended where the log's END is (the whole log was consumed).
     replay_complete: bool | None = None
+    observations: tuple[Sample, ...] = ()
+    dump: Mapping[str, ComponentState] | None = None
+    activity: tuple[Activity, ...] = ()
     console: bytes = b""
     finisher_code: int | None = None
 
@@ -130,6 +141,10 @@ class BuiltinTarget:
             load_program(machine, spec.program)
         session = Session(machine, snapshot_every=spec.snapshot_every)
         run = _Run(spec, machine, session)
+        activity = machine.trace_activity() if spec.trace_activity else None
+        if spec.observe or spec.dump_at is not None:
+            points = {*spec.observe, *(() if spec.dump_at is None else (spec.dump_at,))}
+            machine.observe(points, run.observed)
         try:
             run.main()
             run.seeks()
@@ -145,6 +160,9 @@ class BuiltinTarget:
             seeks=tuple(run.seek_samples),
             error=run.error,
             replay_complete=run.replay_complete,
+            observations=tuple(run.observations),
+            dump=run.dump,
+            activity=() if activity is None else tuple(activity.entries),
             console=machine.console_output(),
             finisher_code=machine.finisher_code,
         )
@@ -162,6 +180,15 @@ class _Run:
         self.stop: StopReason | None = None
         self.error: ReplayError | None = None
         self.replay_complete: bool | None = None
+        self.observations: list[Sample] = []
+        self.dump: dict[str, ComponentState] | None = None
+
+    def observed(self, machine: Machine) -> None:
+        icount = machine.cpu.icount
+        if icount in self.spec.observe:
+            self.observations.append(take_sample(machine))
+        if icount == self.spec.dump_at:
+            self.dump = {name: component_state(machine, name) for name in self.spec.dump_components}
 
     def main(self) -> None:
         spec, machine = self.spec, self.machine

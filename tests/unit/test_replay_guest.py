@@ -171,3 +171,24 @@ def test_a_block_completion_the_guest_never_submitted_stalls_at_its_event(record
     assert trace.error.event_index == at
     assert "BLOCK" in trace.error.render()
     assert trace.stop is None and trace.final is None
+
+
+def test_observations_dumps_and_activity_come_back_in_the_trace(recording):
+    end = recording.final.icount
+    points = tuple(range(0, end, end // 10))
+    trace = run(
+        mode=ReplayMode.REPLAY,
+        log=recording.log,
+        host_seed=3,
+        observe=points,
+        dump_at=points[4],
+        dump_components=("cpu", "uart0"),
+        trace_activity=True,
+    )
+    again = run(observe=points)
+    assert again.log == recording.log  # observing the recording did not change it
+    assert [s.icount for s in trace.observations] == list(points)
+    assert trace.observations == again.observations
+    assert trace.dump is not None and set(trace.dump) == {"cpu", "uart0"}
+    assert any(path == "cpu.pc" for path, _ in trace.dump["cpu"])
+    assert any(a.owner == "clint" for a in trace.activity)

@@ -37,11 +37,14 @@ class SeekError(ValueError):
 class Session:
     """One machine run to exact icounts, with optional periodic snapshots and seek."""
 
-    def __init__(self, machine: Machine, *, snapshot_every: int | None = None) -> None:
+    def __init__(
+        self, machine: Machine, *, snapshot_every: int | None = None, single_step: bool = False
+    ) -> None:
         if snapshot_every is not None and snapshot_every <= 0:
             raise ValueError(f"snapshot_every must be positive, got {snapshot_every}")
         self.machine = machine
         self.snapshot_every = snapshot_every
+        self.single_step = single_step  # interpret every instruction on its own (same result)
         self.snapshot_icounts: list[int] = []  # sorted
         self.snapshots: dict[int, bytes] = {}
         self._next_snapshot = machine.cpu.icount if snapshot_every else None
@@ -63,7 +66,7 @@ class Session:
             if here >= icount and result.reason is StopReason.BUDGET:
                 break
             step_to = icount if self._next_snapshot is None else min(icount, self._next_snapshot)
-            result = machine.run(max(0, step_to - here))
+            result = machine.run(max(0, step_to - here), single_step=self.single_step)
             if result.reason not in CONTINUE_AFTER:
                 break
             if result.reason is StopReason.FINISHER_RESET:

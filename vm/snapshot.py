@@ -383,7 +383,13 @@ class _Staged:
     replay: tuple[int, int] | None
 
 
-def loadvm(machine: Machine, data: bytes, *, section_order_seed: int | None = None) -> None:
+def loadvm(
+    machine: Machine,
+    data: bytes,
+    *,
+    section_order_seed: int | None = None,
+    reverse_sections: bool = False,
+) -> None:
     """Restore snapshot `data` into `machine`, a freshly built machine of the snapshot's
     configuration. All or nothing: on SnapshotError the machine is unchanged.
 
@@ -395,7 +401,8 @@ def loadvm(machine: Machine, data: bytes, *, section_order_seed: int | None = No
 
     `section_order_seed` shuffles the order in which device sections are checked and
     loaded (a device's post_load may touch only its own device, so any order must give
-    the same machine; tests use this to prove it)."""
+    the same machine; tests use this to prove it); `reverse_sections` loads them in the
+    reverse of that order, so two loads can put any two sections in both orders."""
     header, body_bytes = _split(data)
     config = machine.config
     if isinstance(machine.rr, Recorder):
@@ -419,11 +426,13 @@ def loadvm(machine: Machine, data: bytes, *, section_order_seed: int | None = No
         body = msgpack.unpackb(body_bytes, raw=False, strict_map_key=False, ext_hook=_no_ext)
     except Exception as exc:  # msgpack's C decoder raises many types on hostile input
         raise SnapshotError(f"snapshot body is undecodable ({exc})") from None
-    staged = _stage(machine, header, body, section_order_seed)
+    staged = _stage(machine, header, body, section_order_seed, reverse=reverse_sections)
     _commit(machine, staged)
 
 
-def _stage(machine: Machine, header: SnapshotHeader, body: object, seed: int | None) -> _Staged:
+def _stage(
+    machine: Machine, header: SnapshotHeader, body: object, seed: int | None, *, reverse: bool
+) -> _Staged:
     if not isinstance(body, dict):
         raise SnapshotError(f"snapshot body must be a map, got {type(body).__name__}")
     _exact_keys(body, BODY_KEYS, "snapshot body")
@@ -444,7 +453,7 @@ def _stage(machine: Machine, header: SnapshotHeader, body: object, seed: int | N
         rom=bytes(rom),
         boot_image=_stage_boot_image(body["boot_image"], machine),
         vclock=vclock,
-        devices=_stage_devices(machine, body["devices"], seed),
+        devices=_stage_devices(machine, body["devices"], seed, reverse=reverse),
         replay=_stage_replay(machine, body["replay"], header.icount),
     )
 
@@ -526,13 +535,16 @@ def _stage_replay(machine: Machine, wire: object, icount: int) -> tuple[int, int
     return (index, base_icount)
 
 
-def _stage_devices(machine: Machine, wire: object, seed: int | None) -> list[StagedLoad]:
+def _stage_devices(
+    machine: Machine, wire: object, seed: int | None, *, reverse: bool = False
+) -> list[StagedLoad]:
     if not isinstance(wire, dict):
         raise SnapshotError(f"device sections must be a map, got {type(wire).__name__}")
     names = list(machine.devices)
     _exact_keys(wire, names, "device sections")
     staged = []
-    for name in section_order(names, seed):
+    order = section_order(names, seed)
+    for name in reversed(order) if reverse else order:
         device = machine.devices[name]
         desc = _description(name, device)
         try:

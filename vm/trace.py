@@ -68,6 +68,7 @@ class TargetRun:
     dump_at: int | None = None
     dump_components: tuple[str, ...] = ()
     trace_activity: bool = False
+    single_step: bool = False  # interpret each instruction alone (the reference engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +80,24 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class TakenSnapshot:
-    """A snapshot point: where it was asked for and taken, the snapshot, the digest of the
-    machine there and of a fresh machine that loaded it (sections in shuffled order)."""
+    """A snapshot point: where it was asked for and taken, the snapshot, the state of the
+    machine there and of fresh machines that loaded it with their device sections in a
+    shuffled order and in the reverse of that order."""
 
     requested: int
     icount: int
     data: bytes
-    digest: bytes
-    reloaded_digest: bytes
+    state: Sample
+    reloaded: Sample
+    reloaded_reversed: Sample
+
+    @property
+    def digest(self) -> bytes:
+        return self.state.digest
+
+    @property
+    def reloaded_digest(self) -> bytes:
+        return self.reloaded.digest
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,7 @@ class BuiltinTarget:
             loadvm(machine, spec.start_snapshot)
         else:
             load_program(machine, spec.program)
-        session = Session(machine, snapshot_every=spec.snapshot_every)
+        session = Session(machine, snapshot_every=spec.snapshot_every, single_step=spec.single_step)
         run = _Run(spec, machine, session)
         activity = machine.trace_activity() if spec.trace_activity else None
         if spec.observe or spec.dump_at is not None:
@@ -221,20 +232,26 @@ class _Run:
         for _ in range(SNAPSHOT_RETRIES):
             data = self.session.take_snapshot()
             if data is not None:
-                fresh = Machine(self.spec.config)
-                loadvm(fresh, data, section_order_seed=self.spec.section_order_seed)
                 self.snapshots.append(
                     TakenSnapshot(
                         requested=requested,
                         icount=machine.cpu.icount,
                         data=data,
-                        digest=take_sample(machine).digest,
-                        reloaded_digest=take_sample(fresh).digest,
+                        state=take_sample(machine),
+                        reloaded=self._reloaded(data, reverse=False),
+                        reloaded_reversed=self._reloaded(data, reverse=True),
                     )
                 )
                 return
             if machine.run(1).reason is not StopReason.BUDGET:
                 return
+
+    def _reloaded(self, data: bytes, *, reverse: bool) -> Sample:
+        fresh = Machine(self.spec.config)
+        loadvm(
+            fresh, data, section_order_seed=self.spec.section_order_seed, reverse_sections=reverse
+        )
+        return take_sample(fresh)
 
     def seeks(self) -> None:
         for target in self.spec.seeks:

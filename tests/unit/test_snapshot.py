@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vm import Machine, MachineConfig, StopReason
-from vm.asm import Program, assemble_program
+from vm.asm import Program, assemble, assemble_program
 from vm.clock import ClockKind, Timer
 from vm.config import CLINT, FINISHER, UART0, DeviceSpec, config_hash
 from vm.cpu import CpuState
@@ -27,6 +27,8 @@ from vm.csr import MIE_WRITABLE, MIP_MTIP, MSTATUS_MIE, MSTATUS_MPIE
 from vm.devices import Device, IrqLine
 from vm.devices.registry import BUILTIN_DEVICES, device_class
 from vm.devices.uart import Uart16550
+from vm.digest import digest
+from vm.loader import load_program
 from vm.memory import PAGE_SIZE
 from vm.snapshot import (
     CPU_VMSTATE,
@@ -866,3 +868,16 @@ def test_the_state_digest_of_a_loaded_machine_equals_the_original(snapshot):
     finish(original)
     finish(loaded)
     assert DIGEST(loaded) == DIGEST(original)
+
+
+def test_sections_load_in_reverse_order_to_the_same_machine():
+    m = Machine(MachineConfig(ram_size=64 << 10))
+    load_program(m, assemble("li t0, 5\n1: addi t0, t0, -1\n bnez t0, 1b\n wfi"))
+    m.run(20)
+    data = savevm(m)
+    digests = set()
+    for reverse in (False, True):
+        fresh = Machine(MachineConfig(ram_size=64 << 10))
+        loadvm(fresh, data, section_order_seed=7, reverse_sections=reverse)
+        digests.add(digest(fresh))
+    assert digests == {digest(m)}

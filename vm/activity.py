@@ -40,12 +40,16 @@ class Activity:
     side: Side
     owner: str  # the device (or callback) it belongs to
     detail: str = ""  # the clock and timer flavour, the channel, "stop"/"cont"
+    # The state components it changed (host side and stop/cont only: there any change
+    # breaks a rule; the guest side changes state by design, so it is not measured).
+    changed: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         detail = f" {self.detail}" if self.detail else ""
+        changed = f", changed {', '.join(self.changed)}" if self.changed else ""
         return (
             f"@{self.icount} (host {self.realtime_ns} ns) {self.side.value}: "
-            f"{self.kind.value} of {self.owner}{detail}"
+            f"{self.kind.value} of {self.owner}{detail}{changed}"
         )
 
 

@@ -46,7 +46,8 @@ class BottomHalves:
         self.icount = icount
         self.plain_queue: list[BottomHalf] = []
         self.replay_queue: list[BottomHalf] = []
-        self.on_run: Callable[[BottomHalf], None] | None = None  # sees each run (vm.activity)
+        # Runs each bottom half instead of calling it directly (vm.activity watches).
+        self.on_run: Callable[[BottomHalf], None] | None = None
 
     def new(self, callback: Callable[[], None], *, replay: bool) -> BottomHalf:
         return BottomHalf(self, callback, replay=replay, oneshot=False)
@@ -74,7 +75,11 @@ class BottomHalves:
             bh.scheduled = False
             if announce is not None:
                 announce(bh)
-            if self.on_run is not None:
-                self.on_run(bh)
-            bh.callback()
+            self.run_one(bh)
         return bool(batch)
+
+    def run_one(self, bh: BottomHalf) -> None:
+        if self.on_run is None:
+            bh.callback()
+        else:
+            self.on_run(bh)

@@ -83,7 +83,8 @@ class TimerList:
         self.timers: list[Timer] = []
         # Set whenever a deadline moves, so the main loop recomputes its slice end lazily.
         self.changed = True
-        self.on_fire: Callable[[Timer], None] | None = None  # sees each firing (vm.activity)
+        # Runs each firing instead of calling the callback directly (vm.activity watches).
+        self.on_fire: Callable[[Timer], None] | None = None
 
     def new(self, callback: Callable[[], None], *, external: bool = False) -> Timer:
         if external and self.clock is not ClockKind.VIRTUAL:
@@ -115,9 +116,10 @@ class TimerList:
             timer = min(due, key=lambda t: (t.deadline_ns, t.seq))
             timer.deadline_ns = None
             self.changed = True
-            if self.on_fire is not None:
+            if self.on_fire is None:
+                timer.callback()
+            else:
                 self.on_fire(timer)
-            timer.callback()
             fired = True
         return fired
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import io
 from collections.abc import Callable, Iterable
 from typing import IO
@@ -47,6 +48,10 @@ STALLED_SLICES_MAX = 100
 # A deadline at INT64_MAX ns is QEMU's "never" (the CLINT clamps far mtimecmp values to it):
 # no slice ends there and an idle hart does not warp to it.
 NEVER_NS = (1 << 63) - 1
+
+
+def _nothing() -> None:
+    pass
 
 
 class Machine:
@@ -379,10 +384,33 @@ class Machine:
         self.bottom_halves.on_run = self._note_bottom_half
         return self.activity
 
-    def _note(self, kind: ActivityKind, side: Side, owner: str, detail: str) -> None:
-        if self.activity is not None:
-            entry = Activity(self.cpu.icount, self.host_time.realtime_ns, kind, side, owner, detail)
-            self.activity.add(entry)
+    def _note(
+        self,
+        kind: ActivityKind,
+        side: Side,
+        owner: str,
+        detail: str,
+        run: Callable[[], None],
+    ) -> None:
+        """Run one piece of activity and log it; on the host side (and for stop/cont),
+        also which state components it changed, which no rule allows."""
+        if self.activity is None:
+            run()
+            return
+        icount, realtime = self.cpu.icount, self.host_time.realtime_ns
+        changed: tuple[str, ...] = ()
+        if side is Side.HOST:
+            from vm.digest import component_digests  # vm.digest imports this module
+
+            before = component_digests(self)
+            run()
+            after = component_digests(self)
+            changed = tuple(
+                sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            )
+        else:
+            run()
+        self.activity.add(Activity(icount, realtime, kind, side, owner, detail, changed))
 
     def _note_timer(self, timer: Timer) -> None:
         # VIRTUAL (non-EXTERNAL) and HOST timers run on the guest side behind their
@@ -391,20 +419,13 @@ class Machine:
             timer.clock is ClockKind.VIRTUAL and not timer.external
         )
         detail = f"{timer.clock.value}{' EXTERNAL' if timer.external else ''} timer"
-        self._note(
-            ActivityKind.TIMER,
-            Side.GUEST if guest else Side.HOST,
-            callback_owner(timer.callback),
-            detail,
-        )
+        side = Side.GUEST if guest else Side.HOST
+        self._note(ActivityKind.TIMER, side, callback_owner(timer.callback), detail, timer.callback)
 
     def _note_bottom_half(self, bh: BottomHalf) -> None:
-        self._note(
-            ActivityKind.BOTTOM_HALF,
-            Side.GUEST if bh.replay else Side.HOST,
-            callback_owner(bh.callback),
-            "replay-scheduled" if bh.replay else "plain",
-        )
+        side = Side.GUEST if bh.replay else Side.HOST
+        detail = "replay-scheduled" if bh.replay else "plain"
+        self._note(ActivityKind.BOTTOM_HALF, side, callback_owner(bh.callback), detail, bh.callback)
 
     # -- stop and continue ------------------------------------------------------------------
 
@@ -413,8 +434,7 @@ class Machine:
         `run` refuses until `cont`. Guest state does not change (replay rule 6)."""
         if not self.stopped:
             self.stopped = True
-            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "stop")
-            self.notify_runstate(running=False)
+            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "stop", self._notify_stop)
 
     def pass_host_time(self, ns: int | None = None) -> None:
         """While stopped: `ns` of host time pass (by default as long as the host model
@@ -439,8 +459,13 @@ class Machine:
         """Continue a stopped VM: devices are told, and `run` may go on."""
         if self.stopped:
             self.stopped = False
-            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "cont")
-            self.notify_runstate(running=True)
+            self._note(ActivityKind.RUNSTATE, Side.HOST, "machine", "cont", self._notify_cont)
+
+    def _notify_stop(self) -> None:
+        self.notify_runstate(running=False)
+
+    def _notify_cont(self) -> None:
+        self.notify_runstate(running=True)
 
     # -- running --------------------------------------------------------------------------
 
@@ -597,12 +622,11 @@ class Machine:
             event = stimulus[self._next_stimulus]
             self._next_stimulus += 1
             backend = self.backends.get(event.channel)
-            self._note(
-                ActivityKind.STIMULUS, Side.HOST, event.channel, f"{len(event.payload)} bytes"
-            )
             # In replay live host input is dropped: the log has what reached the guest.
-            if backend is not None and self.replayer is None:
-                backend.arrive(event.payload)
+            live = backend is not None and self.replayer is None
+            arrive = functools.partial(backend.arrive, event.payload) if live else _nothing  # type: ignore[union-attr]
+            detail = f"{len(event.payload)} bytes"
+            self._note(ActivityKind.STIMULUS, Side.HOST, event.channel, detail, arrive)
 
     def _idle(self) -> bool:
         """The hart sleeps in WFI with nothing pending. Warp virtual time to the next

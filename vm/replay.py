@@ -484,9 +484,7 @@ class Replayer:
                 queue.remove(bh)
                 bh.scheduled = False
                 self._consume()
-                if machine.bottom_halves.on_run is not None:
-                    machine.bottom_halves.on_run(bh)
-                bh.callback()
+                machine.bottom_halves.run_one(bh)
                 return True
         return False
 

@@ -678,3 +678,15 @@ def test_activity_names_each_timer_and_bottom_half_with_its_clock_and_side():
     assert [e.detail for e in log.entries if e.kind is ActivityKind.RUNSTATE] == ["stop", "cont"]
     clint = [e for e in log.entries if e.kind is ActivityKind.TIMER and e.side is Side.GUEST]
     assert clint[0].owner == "clint" and str(clint[0]).startswith(f"@{clint[0].icount} ")
+
+
+def test_activity_says_which_components_a_host_side_callback_changed():
+    m = machine(ReplayMode.NONE, seed=1)
+    log = m.trace_activity()
+    m.new_timer(ClockKind.REALTIME, lambda: m.bus.write(0x8000_8000, 4, 0xBAD)).mod(500)
+    m.run(BUDGET)
+    host = [e for e in log.entries if e.side is Side.HOST and e.kind is ActivityKind.TIMER]
+    assert [e.changed for e in host] == [("ram[0x80008000..0x80008fff]",)]
+    assert "changed ram[" in str(host[0])
+    others = [e for e in log.entries if e.side is Side.HOST and e not in host]
+    assert all(e.changed == () for e in others)  # stimulus arriving changes nothing

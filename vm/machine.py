@@ -205,6 +205,22 @@ class Machine:
         """The icount a device observes: it includes the accessing instruction (pinned)."""
         return self.cpu.icount
 
+    def audit_io_icount(self) -> list[tuple[int, int]]:
+        """Check the machine's own rule from now on: every icount handed to a device is
+        the accessing instruction's exact count. Returns the list the (exact, observed)
+        pairs of the first violations are appended to as the run goes."""
+        violations: list[tuple[int, int]] = []
+        handed = self.io_icount
+
+        def audited() -> int:
+            value = handed()
+            if value != self.cpu.icount and len(violations) < 64:
+                violations.append((self.cpu.icount, value))
+            return value
+
+        self.io_icount = audited  # type: ignore[method-assign]
+        return violations
+
     def virtual_ns(self) -> int:
         """VIRTUAL clock now, as the accessing instruction sees it."""
         return self.vclock.now_ns(self.io_icount())

@@ -69,6 +69,7 @@ class TargetRun:
     dump_components: tuple[str, ...] = ()
     trace_activity: bool = False
     single_step: bool = False  # interpret each instruction alone (the reference engine)
+    audit_icount: bool = False  # check that devices see exact icounts (Machine.audit_io_icount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class Trace:
     observations: tuple[Sample, ...] = ()
     dump: Mapping[str, ComponentState] | None = None
     activity: tuple[Activity, ...] = ()
+    icount_violations: tuple[tuple[int, int], ...] = ()  # (exact, seen by a device)
     console: bytes = b""
     finisher_code: int | None = None
 
@@ -153,6 +155,7 @@ class BuiltinTarget:
         session = Session(machine, snapshot_every=spec.snapshot_every, single_step=spec.single_step)
         run = _Run(spec, machine, session)
         activity = machine.trace_activity() if spec.trace_activity else None
+        violations = machine.audit_io_icount() if spec.audit_icount else []
         if spec.observe or spec.dump_at is not None:
             points = {*spec.observe, *(() if spec.dump_at is None else (spec.dump_at,))}
             machine.observe(points, run.observed)
@@ -174,6 +177,7 @@ class BuiltinTarget:
             observations=tuple(run.observations),
             dump=run.dump,
             activity=() if activity is None else tuple(activity.entries),
+            icount_violations=tuple(violations),
             console=machine.console_output(),
             finisher_code=machine.finisher_code,
         )

@@ -42,7 +42,10 @@ from vm.nondet import Nondet
 DIGEST_SIZE = 32
 # Part of every digest: bump it when the encoding changes, so digests stored in reports
 # from an older detfuzz can never compare equal to new ones by accident.
-_DIGEST_VERSION = b"detfuzz-state-digest-v1"
+# Part of every digest: changing what or how the digest hashes bumps DIGEST_FORMAT, so
+# digests (and reports that carry them) from before are told apart, never misjudged.
+DIGEST_FORMAT = 1
+_DIGEST_VERSION = b"detfuzz-state-digest-v%d" % DIGEST_FORMAT
 
 # Run-loop bookkeeping in CpuState that is not guest state: `irq_pending` is derived from
 # mstatus/mip/mie (the run loop's one-attribute test), `leave_block` is the interpreter's

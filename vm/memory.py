@@ -36,6 +36,9 @@ class MmioDevice(Protocol):
     def write(self, offset: int, size: int, value: int) -> None: ...
 
 
+MmioObserver = Callable[[str, str, int, int, int], None]
+
+
 class Region:
     """One MMIO window [base, base + size) served by `device`."""
 
@@ -74,6 +77,10 @@ class Bus:
         self.code_pages: set[int] = set()
         # Called with a page number when a write hits a page holding translated code.
         self.on_code_write: Callable[[int], None] = lambda page: None
+        # Debugging hook (`detfuzz replay --trace`): called after each access a device
+        # serves, as (access "read" or "write", region name, offset, size, value). Only the
+        # MMIO path looks at it, so RAM accesses never pay for it.
+        self.mmio_observer: MmioObserver | None = None
 
     # -- map ----------------------------------------------------------------------------
 
@@ -132,7 +139,11 @@ class Bus:
             return self._read_split(addr, size)
         region = self.region_at(addr)
         if self._serves(region, addr, size):
-            return region.device.read(addr - region.base, size)  # type: ignore[union-attr]
+            assert region is not None  # _serves checked it
+            value = region.device.read(addr - region.base, size)
+            if self.mmio_observer is not None:
+                self.mmio_observer("read", region.name, addr - region.base, size, value)
+            return value
         if self._in_rom(addr, size):
             offset = addr - self.rom_base
             return int.from_bytes(self.rom[offset : offset + size], "little")
@@ -171,8 +182,11 @@ class Bus:
             return
         region = self.region_at(addr)
         if self._serves(region, addr, size):
-            device = region.device  # type: ignore[union-attr]
-            device.write(addr - region.base, size, value & ((1 << (8 * size)) - 1))  # type: ignore[union-attr]
+            assert region is not None  # _serves checked it
+            value &= (1 << (8 * size)) - 1
+            region.device.write(addr - region.base, size, value)
+            if self.mmio_observer is not None:
+                self.mmio_observer("write", region.name, addr - region.base, size, value)
             return
         if self._in_rom(addr, size):
             return  # QEMU's boot ROM ignores writes

@@ -333,20 +333,14 @@ def _record(machine: Machine, budget: int, path: str) -> int:
 
 
 def _note_log_size(machine: Machine, path: str) -> None:
-    from vm.replay import Recorder
-
-    recorder = machine.rr
-    assert isinstance(recorder, Recorder)
-    writer = recorder.writer
-    note(f"log {path}: {writer.count} events, {writer.bytes_written} bytes")
+    events, size = machine.recording_stats()
+    note(f"log {path}: {events} events, {size} bytes")
 
 
 def _request_stop(machine: Machine) -> None:
-    """Stop at the next instruction boundary, as a device's stop request does; it is no log
-    event (only the finisher's stops are SHUTDOWN events), so a replay ends there at END."""
-    from vm.stop import StopReason
-
-    machine.request_stop(StopReason.DEVICE_REQUEST)
+    """Stop at the next instruction boundary: the host quits, which a recording logs
+    (SHUTDOWN HOST_QUIT) and a replay of it stops at."""
+    machine.request_quit()
 
 
 # -- replay ----------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ class Machine:
         self._next_observe = _NEVER
         self._observer: Callable[[Machine], None] | None = None
         self.stopped = False  # between stop() and cont()
+        self._one_instruction = False  # step(): one instruction, counted or not
+        self._stepped = False
         self._stops = 0  # index of the host model's next stop duration
         self._waits = 0  # replay: main-loop iterations spent waiting at one log position
         self._wait_mark = (-1, -1)
@@ -290,8 +292,14 @@ class Machine:
 
         return IrqLine(deliver)
 
+    def request_quit(self) -> None:
+        """The host asks the VM to quit (QEMU's `quit`, a signal): the run stops at the
+        next instruction boundary, where a recording logs SHUTDOWN HOST_QUIT, at which a
+        replay of it stops too. Safe to call from a signal handler."""
+        self._stop = StopReason.HOST_QUIT
+
     def request_stop(self, reason: StopReason, *, code: int | None = None) -> None:
-        if self.rr is not None:
+        if self.rr is not None and reason is not StopReason.HOST_QUIT:
             self.rr.shutdown(reason)  # a guest shutdown request is a SHUTDOWN event
         self._stop = reason
         if code is not None:
@@ -334,6 +342,12 @@ class Machine:
         if not isinstance(stream, io.BytesIO):
             raise ValueError("the log was recorded to a stream of the caller's")
         return stream.getvalue()
+
+    def recording_stats(self) -> tuple[int, int]:
+        """Record mode: (events, bytes) written to the log so far."""
+        if not isinstance(self.rr, Recorder):
+            raise ValueError(f"the machine is in mode {self.mode.value}, not record")
+        return self.rr.stats()
 
     def finish_recording(self) -> None:
         """Write END: the replay of this log ends at the current icount."""
@@ -493,8 +507,14 @@ class Machine:
         self._page_entries.clear()
 
     def step(self) -> RunResult:
-        """Execute one instruction (or stop first, as `run` would)."""
-        return self.run(1, single_step=True)
+        """Execute one instruction (or stop first, as `run` would). An instruction that
+        faults without being counted (an access fault) is one step too: it returns with
+        the trap entered and `executed` 0, before the handler's first instruction."""
+        self._one_instruction = True
+        try:
+            return self.run(1, single_step=True)
+        finally:
+            self._one_instruction = False
 
     def run(self, budget: int, *, single_step: bool = False) -> RunResult:
         """Execute exactly `budget` instructions unless a stop reason comes first.
@@ -514,10 +534,12 @@ class Machine:
         cpu = self.cpu
         replayer = self.replayer
         take_interrupt = self._take_interrupt
+        self._stepped = False
         start = cpu.icount
         end = start + budget
         resume_at = (cpu.pc, start)  # a breakpoint here was hit already: run through it
-        self._stop = None
+        if self._stop is not StopReason.HOST_QUIT:  # a quit asked between runs still holds
+            self._stop = None
         cpu.fault_loop = False
         idle_wakeups = stalled = 0
         reason: StopReason | None = None
@@ -527,6 +549,10 @@ class Machine:
                 take_interrupt()
             if self._stop is not None:
                 reason = self._stop
+                if reason is StopReason.HOST_QUIT and isinstance(self.rr, Recorder):
+                    self.rr.shutdown(reason)  # here, at the boundary, not where it was asked
+            elif replayer is not None and replayer.host_quit():
+                reason = StopReason.HOST_QUIT
             elif replayer is not None and replayer.at_end():
                 reason = StopReason.LOG_END
             elif cpu.halted:
@@ -552,6 +578,8 @@ class Machine:
                         self._replay_wait()
                         continue
                 reason = self._cpu_exec(limit, resume_at, single_step=single_step)
+                if self._stepped and reason is None:
+                    reason = StopReason.BUDGET  # step(): one instruction, counted or not
                 if cpu.icount != before:
                     idle_wakeups = stalled = 0
                 else:
@@ -561,6 +589,8 @@ class Machine:
                 self._host_side(cpu.icount - before)
         if replayer is not None and reason is StopReason.WFI_IDLE:
             self._raise_stall(f"the hart sleeps forever, but the log has {replayer.waiting_for()}")
+        if reason is StopReason.HOST_QUIT:
+            self._stop = None  # served
         if reason is StopReason.FINISHER_RESET:
             self.system_reset()  # the next run starts at the reset vector, as QEMU goes on
         code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
@@ -681,6 +711,7 @@ class Machine:
         iterations at one position, or at once when the host has nothing scheduled."""
         replayer = self.replayer
         assert replayer is not None
+        replayer.check_overdue()
         mark = (self.cpu.icount, replayer.consumed)
         if mark != self._wait_mark:
             self._wait_mark = mark
@@ -770,6 +801,7 @@ class Machine:
                     fn = self._translate(pc)
             if fn is None:
                 pc = self._interpret(pc, limit, single=single_step)
+                self._stepped = self._one_instruction
             else:
                 next_pc = fn(limit)
                 if next_pc == pc and cpu.icount == ic and self._stop is None:
@@ -781,6 +813,8 @@ class Machine:
                 break
             if cpu.fault_loop:
                 reason = StopReason.FAULT_LOOP
+                break
+            if self._stepped:
                 break
         cpu.pc = pc
         return reason

@@ -38,6 +38,7 @@ from vm.replaylog import (
     Log,
     LogCheckpoint,
     LogClock,
+    LogError,
     LogHeader,
     LogWriter,
     ShutdownCause,
@@ -81,6 +82,7 @@ SHUTDOWN_CAUSES: Final = {
     StopReason.FINISHER_PASS: ShutdownCause.GUEST_PASS,
     StopReason.FINISHER_FAIL: ShutdownCause.GUEST_FAIL,
     StopReason.FINISHER_RESET: ShutdownCause.GUEST_RESET,
+    StopReason.HOST_QUIT: ShutdownCause.HOST_QUIT,
 }
 # Host values that arrive as ASYNC events (at the async point), and their subkinds.
 ASYNC_INPUTS: Final = {
@@ -189,6 +191,10 @@ class Recorder:
     def position(self) -> Position:
         return (self.writer.count, self.base_icount)
 
+    def stats(self) -> tuple[int, int]:
+        """(events, bytes) written so far, header included in the bytes."""
+        return (self.writer.count, self.writer.bytes_written)
+
     # -- hooks ------------------------------------------------------------------------------
 
     def checkpoint(self, kind: CheckpointKind) -> bool:
@@ -256,8 +262,29 @@ class Replayer:
         self.events = log.events
         self.recent: deque[tuple[int, int, Event]] = deque(maxlen=RECENT_EVENTS)
         self.consumed = 0  # events consumed by this replayer (progress, for stall checks)
+        self._index_log()
+        first = self.events[0] if self.events else None
+        if first != Event(EventKind.CHECKPOINT, (LogCheckpoint.INIT,)):
+            raise LogError(f"replay log does not start with CHECKPOINT INIT (it has {first})")
         self.seek(0, machine.cpu.icount)
         self._expect_checkpoint(CheckpointKind.INIT)
+
+    def _index_log(self) -> None:
+        """Two tables over the log, so a slice can run through every event consumed inside
+        an instruction (clock reads, entropy, character writes, guest exceptions and
+        shutdowns) and stop only at the next event the main loop gates on: `_offsets[j]`,
+        the instructions in events[:j]; `_next_gate[j]`, the first gating event at or after
+        j (len(events) if none)."""
+        events = self.events
+        offsets = [0] * (len(events) + 1)
+        for j, event in enumerate(events):
+            step = event.args[0] if event.kind is EventKind.INSTRUCTION else 0
+            offsets[j + 1] = offsets[j] + step  # type: ignore[operator]
+        next_gate = [len(events)] * (len(events) + 1)
+        for j in range(len(events) - 1, -1, -1):
+            next_gate[j] = j if _gates(events[j]) else next_gate[j + 1]
+        self._offsets = offsets
+        self._next_gate = next_gate
 
     # -- position ---------------------------------------------------------------------------
 
@@ -368,28 +395,62 @@ class Replayer:
     # -- what the main loop asks ----------------------------------------------------------------
 
     def cpu_limit(self) -> int:
-        """The icount the vCPU may run to now: the end of the current INSTRUCTION record.
-        An EXCEPTION is consumed inside the instruction that traps, which may be one that
-        icount does not count, so the budget then reaches one past it."""
-        pending = self.pending
-        if self.cpu.icount > self.due:
-            # Only a slice allowed past an EXCEPTION gets here: the instruction did not trap.
-            raise self._mismatch(f"instruction {self.cpu.icount} without a trap")
-        if pending is None:
-            if self.cpu.icount >= self.due:
+        """The icount the vCPU may run to now: the next event the main loop gates on
+        (interrupt, checkpoint, async event, END). Events consumed inside an instruction
+        on the way are checked as they come (at exactly their icount), so slices need not
+        end at them. A guest exception right before the gate may come from an instruction
+        icount does not count: the budget then reaches one past the gate, and consuming
+        the exception ends the slice."""
+        icount = self.cpu.icount
+        if icount > self.due:
+            raise self._overdue()
+        gate = self._next_gate[self.pending_index]
+        gate_due = self.base_icount + self._offsets[gate] - self._offsets[self.index]
+        self._gate_due = gate_due
+        if gate == len(self.events):
+            if icount >= gate_due:
                 raise self.error(
                     ReplayLogEnded,
                     "the log ends without END: the recording was cut short",
                     found="the machine running on",
                 )
-            return self.due
-        if pending.kind is EventKind.EXCEPTION:
-            return self.due + 1
-        return self.due
+            return gate_due
+        if self._exception_before(gate):
+            return gate_due + 1
+        return gate_due
+
+    def _exception_before(self, gate: int) -> bool:
+        """Whether an EXCEPTION shares the gate's icount (no INSTRUCTION between them)."""
+        j = gate - 1
+        while j >= self.pending_index and self.events[j].kind is not EventKind.INSTRUCTION:
+            if self.events[j].kind is EventKind.EXCEPTION:
+                return True
+            j -= 1
+        return False
+
+    def _overdue(self) -> ReplayDivergence:
+        """The vCPU ran past the pending event's icount without the machine doing it."""
+        return self._mismatch(f"instructions up to icount {self.cpu.icount} without it")
+
+    def check_overdue(self) -> None:
+        """At an instruction boundary where the replay waits: an event that the instruction
+        just executed should have produced (a clock read, a character write, ...) can no
+        longer come; raise rather than wait for it."""
+        pending = self.pending
+        if pending is not None and not _gates(pending) and self.due <= self.cpu.icount:
+            raise self._overdue()
 
     def at_end(self) -> bool:
         """The log's END is due now: the replay has reached where the recording ended."""
         return self._here(EventKind.END)
+
+    def host_quit(self) -> bool:
+        """The recording's host asked to quit here: consume it (the replay stops too)."""
+        pending = self.pending
+        if self._here(EventKind.SHUTDOWN) and pending.args[0] is ShutdownCause.HOST_QUIT:  # type: ignore[union-attr]
+            self._consume()
+            return True
+        return False
 
     def waiting_for(self) -> str:
         return str(self.pending) if self.pending is not None else "the end of the log"
@@ -437,8 +498,9 @@ class Replayer:
 
     def exception(self) -> None:
         self._expect(EventKind.EXCEPTION, "a guest exception")
-        # The slice was allowed one instruction past the event: end it here.
-        self.machine.kick()
+        if self.cpu.icount == getattr(self, "_gate_due", -1):
+            # The slice was allowed one instruction past the gate: end it here.
+            self.machine.kick()
 
     def shutdown(self, reason: StopReason) -> None:
         cause = SHUTDOWN_CAUSES.get(reason)
@@ -526,6 +588,19 @@ class Replayer:
         self._consume()
         backend.forget(request_id)  # type: ignore[union-attr]  # the live completion is dropped
         return True
+
+
+# Events the main loop waits for at an instruction boundary; the others are consumed inside
+# an instruction (a device access, a trap, the finisher's store).
+_GATING_KINDS: Final = frozenset(
+    {EventKind.INTERRUPT, EventKind.ASYNC, EventKind.CHECKPOINT, EventKind.END}
+)
+
+
+def _gates(event: Event) -> bool:
+    if event.kind is EventKind.SHUTDOWN:
+        return event.args[0] is ShutdownCause.HOST_QUIT  # the host's own, at a boundary
+    return event.kind in _GATING_KINDS
 
 
 _ASYNC_HANDLERS: Final[dict[AsyncKind, Callable[[Replayer, Machine, Event], bool]]] = {

@@ -20,6 +20,7 @@ class StopReason(enum.Enum):
     NO_PROGRESS = "no-progress"  # the main loop ran no instruction for 100 slices (a device
     # keeps its timers due forever); stopping beats hanging
     LOG_END = "log-end"  # replay: the log's END is reached, where the recording ended
+    HOST_QUIT = "host-quit"  # the host asked the VM to quit (Machine.request_quit)
 
 
 FINISHER_REASONS = frozenset(

@@ -690,3 +690,46 @@ def test_activity_says_which_components_a_host_side_callback_changed():
     assert "changed ram[" in str(host[0])
     others = [e for e in log.entries if e.side is Side.HOST and e not in host]
     assert all(e.changed == () for e in others)  # stimulus arriving changes nothing
+
+
+def test_step_stops_after_an_uncounted_fault_with_the_trap_entered():
+    m = Machine(CONFIG)
+    load_program(
+        m,
+        assemble(
+            """
+            la   t0, handler
+            csrw mtvec, t0
+            li   t1, 0x40000000
+            lw   t2, 0(t1)          # an access fault: not counted
+            nop
+        handler:
+            li   t3, 1
+            """
+        ),
+    )
+    while m.cpu.pc != 0x8000_0010:
+        m.step()
+    icount = m.cpu.icount
+    result = m.step()
+    assert result.executed == 0 and m.cpu.icount == icount
+    assert m.cpu.pc == 0x8000_0018 and m.cpu.x[28] == 0  # in the handler, t3 not yet set
+    m.step()
+    assert m.cpu.x[28] == 1
+
+
+def test_a_host_quit_is_logged_at_the_boundary_and_the_replay_stops_there():
+    rec = machine(ReplayMode.RECORD, seed=1)
+    rec.run(1_234)
+    rec.request_quit()
+    assert rec.run(BUDGET).reason is StopReason.HOST_QUIT
+    assert rec.cpu.icount == 1_234
+    events, size = rec.recording_stats()
+    log = rec.recorded_log()
+    parsed = read_log(log)
+    assert parsed.events[-2] == Event(EventKind.SHUTDOWN, (ShutdownCause.HOST_QUIT,))
+    assert events == len(parsed.events) - 1 and size < len(log)  # END came after
+    rep = machine(ReplayMode.REPLAY, seed=3, log=log)
+    assert rep.run(BUDGET).reason is StopReason.HOST_QUIT
+    assert rep.cpu.icount == 1_234 and rep.replay_at_end()
+    assert digest(rep) == digest(rec)

@@ -29,8 +29,8 @@ from fuzzer.divergence import (
     Property,
     Rule,
 )
-from fuzzer.localize import Point, differing_components, events_around, host_effects, localise
-from vm.activity import ActivityKind
+from fuzzer.localize import Point, differing_components, events_around, localise
+from vm.activity import Activity, ActivityKind, Side
 from vm.devices import Device
 from vm.replay import ReplayMode
 from vm.trace import BuiltinTarget, Sample, Stop, TakenSnapshot, Target, TargetRun, Trace
@@ -269,7 +269,7 @@ class _Checker:
             ref = straight.get(s.icount)
             if ref is not None and ref.digest != s.digest:
                 components = differing_components(ref, s)
-                rule = self._rule(Property.SEEK, replay_spec, spec, sought, None, s.icount)
+                rule = self._rule(Property.SEEK, replay_spec, spec, sought, 0, s.icount)
                 self.found.append(
                     _finding(
                         Property.SEEK,
@@ -302,7 +302,11 @@ class _Checker:
         if difference is None:
             return False
         last_equal, a, b = difference
+        # The signature comes from the sample and the window before it alone, so it is the
+        # same whether or not the divergence is localised (shrinking skips localisation).
         components = differing_components(a, b)
+        component = first_component(components)
+        rule = self._rule(prop, ref_spec, got_spec, got, last_equal, a.icount)
         point = None
         if self.localise:
             point = localise(
@@ -314,10 +318,6 @@ class _Checker:
                 components=components,
             )
             self.runs += point.runs
-            components = point.components or components
-        component = first_component(components)
-        at = _point_icount(point, a.icount)
-        rule = self._rule(prop, ref_spec, got_spec, got, point, at)
         self.found.append(
             _finding(
                 prop,
@@ -345,8 +345,11 @@ class _Checker:
     ) -> None:
         error = got.error
         assert error is not None
+        # The component: what differs first in the states before the error, if anything
+        # (observed at the error and at a few points before it), else the replay itself.
+        component = self._state_before_error(ref_spec, got_spec, error.icount)
+        rule = self._rule(prop, ref_spec, got_spec, got, 0, error.icount)
         point = None
-        component = "replay"
         if self.localise and error.icount > 0:
             point = localise(
                 self.target,
@@ -356,9 +359,6 @@ class _Checker:
                 first_differing=error.icount,
             )
             self.runs += point.runs
-            if point.components:
-                component = first_component(point.components)
-        rule = self._rule(prop, ref_spec, got_spec, got, point, _point_icount(point, error.icount))
         self.found.append(
             _finding(
                 prop,
@@ -372,24 +372,53 @@ class _Checker:
             )
         )
 
+    def _state_before_error(self, ref_spec: TargetRun, got_spec: TargetRun, icount: int) -> str:
+        points = sorted({max(0, icount * i // 8) for i in range(1, 9)})
+        ref = self.target.run(dataclasses.replace(ref_spec, observe=tuple(points)))
+        got = self.target.run(dataclasses.replace(got_spec, observe=tuple(points)))
+        self.runs += 2
+        theirs = {s.icount: s for s in got.observations}
+        for a in ref.observations:
+            b = theirs.get(a.icount)
+            if b is not None and a.digest != b.digest:
+                return first_component(differing_components(a, b))
+        return "replay"
+
+    def _host_effects(
+        self, ref_spec: TargetRun, got_spec: TargetRun, lo: int, hi: int
+    ) -> list[Activity]:
+        """What changed guest state on the host side (or at stop/cont) in either run, at
+        icounts in [lo, hi]."""
+        effects = []
+        for spec in (ref_spec, got_spec):
+            traced = self.target.run(dataclasses.replace(spec, trace_activity=True))
+            self.runs += 1
+            effects += [
+                e
+                for e in traced.activity
+                if e.side is Side.HOST and e.changed and lo <= e.icount <= hi
+            ]
+        return sorted(effects, key=lambda e: e.icount)
+
     def _rule(
         self,
         prop: Property,
         ref_spec: TargetRun,
         got_spec: TargetRun,
         got: Trace,
-        point: Point | None,
-        at: int,
+        lo: int,
+        hi: int,
     ) -> Rule:
         """The rule the runs show broken, from the property, what changed guest state on
-        the host side near the divergence and, failing that, two experiments: does the
-        execution engine matter, and does the host seed matter. Never from the
-        configuration."""
+        the host side in the window [lo, hi] before the divergence and, failing that, two
+        experiments: does the execution engine matter, and does the host seed matter.
+        Never from the configuration."""
         if prop is Property.DETERMINISM:
             return Rule.EMULATOR_DETERMINISM
-        effect = rule_of_host_effects(point)
+        effect = rule_of_effects(self._host_effects(ref_spec, got_spec, lo, hi))
         if effect is not None:
             return effect
+        at = hi
         if self._icount_violated(got_spec) or self._engine_sensitive(ref_spec, at):
             return Rule.EXACT_ICOUNT
         if prop in (Property.SNAPSHOT, Property.SEEK) and not self._host_sensitive(got_spec, got):
@@ -494,10 +523,10 @@ def first_component(components: Sequence[str]) -> str:
     return "ram" if best.startswith("ram[") else best
 
 
-def rule_of_host_effects(point: Point | None) -> Rule | None:
+def rule_of_effects(effects: Sequence[Activity]) -> Rule | None:
     """The rule broken by what changed guest state on the host side (or at stop/cont)
-    near the divergence, the latest first; None if nothing did."""
-    for entry in reversed(host_effects(point) if point is not None else []):
+    before the divergence, the latest first; None if nothing did."""
+    for entry in reversed(effects):
         if entry.kind is ActivityKind.TIMER:
             return Rule.VIRTUAL_TIMERS
         if entry.kind is ActivityKind.BOTTOM_HALF:
@@ -505,12 +534,6 @@ def rule_of_host_effects(point: Point | None) -> Rule | None:
         if entry.kind is ActivityKind.RUNSTATE:
             return Rule.STOP_CONT_INVISIBLE
     return None
-
-
-def _point_icount(point: Point | None, fallback: int) -> int:
-    if point is None:
-        return fallback
-    return point.icount + 1 if point.in_main_loop else point.icount
 
 
 def _reload_divergence(icount: int, taken: TakenSnapshot) -> Divergence:

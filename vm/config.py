@@ -108,6 +108,12 @@ class MachineConfig:
             raise ConfigError(f"device names must be unique: {names}")
         if list(self.planted_bugs) != sorted(set(self.planted_bugs)):
             raise ConfigError("planted_bugs must be sorted and unique")
+        if self.planted_bugs:
+            # Imported here: the registry of planted bugs imports the device models, which
+            # import this module.
+            from vm.planted import check_planted
+
+            check_planted(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; `from_dict` is its inverse."""

@@ -22,6 +22,7 @@ from vm.hostmodel import HostModel, HostProfile
 from vm.interp import HOT_BLOCK_ENTRIES, StepFn, build_step
 from vm.memory import PAGE_SHIFT, RAM_BASE, Bus
 from vm.nondet import Nondet, NondetKind
+from vm.planted import install_machine_bugs
 from vm.replay import (
     REPLAY_WAIT_MAX,
     Engine,
@@ -111,7 +112,7 @@ class Machine:
         self.bus.on_code_write = self._invalidate_page
         self.devices: dict[str, Device] = {}
         for spec in self.config.devices:
-            device = device_class(spec.kind)(self, spec)
+            device = device_class(spec.kind, planted=self.config.planted_bugs)(self, spec)
             self.bus.map_device(spec.name, spec.base, device.size, device)
             self.devices[spec.name] = device
         self.activity: ActivityLog | None = None  # see trace_activity
@@ -134,6 +135,8 @@ class Machine:
             self.cpu.take_interrupt if self.rr is None else self._logged_interrupt
         )
         self._env = self._region_globals()
+        if self.config.planted_bugs:  # deliberately broken variants (vm/planted.py)
+            install_machine_bugs(self)
 
     def _engine(
         self, mode: ReplayMode, replay_log: Log | bytes | None, record_to: IO[bytes] | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 
 from vm.config import ConfigError
 from vm.devices import Device
@@ -14,6 +15,7 @@ from vm.devices.nic import Nic
 from vm.devices.plic import Plic
 from vm.devices.rtc import GoldfishRtc
 from vm.devices.uart import Uart16550
+from vm.planted import planted_variant
 
 BUILTIN_DEVICES: dict[str, type[Device]] = {
     cls.kind: cls
@@ -21,8 +23,13 @@ BUILTIN_DEVICES: dict[str, type[Device]] = {
 }
 
 
-def device_class(kind: str) -> type[Device]:
-    """The class for a device kind: built in, or `package.module:Class` imported on demand."""
+def device_class(kind: str, *, planted: Collection[str] = ()) -> type[Device]:
+    """The class for a device kind: built in, or `package.module:Class` imported on demand;
+    a planted bug of `planted` (names from vm.planted) that replaces `kind` wins."""
+    if planted:
+        variant = planted_variant(kind, planted)
+        if variant is not None:
+            return variant
     cls = BUILTIN_DEVICES.get(kind)
     if cls is not None:
         return cls

@@ -183,11 +183,14 @@ class Uart16550(Device):
     )
     # The backend (and the host bytes waiting in it) is the host's.
     HOST_SIDE: ClassVar[frozenset[str]] = frozenset({"backend"})
+    # The character timeout's clock: VIRTUAL (rule 1). A class attribute only so that a
+    # planted bug (vm/devices/planted.py) can build the same UART with the wrong clock.
+    TIMEOUT_CLOCK: ClassVar[ClockKind] = ClockKind.VIRTUAL
 
     def __init__(self, host: DeviceHost, spec: DeviceSpec) -> None:
         super().__init__(host, spec)
         self.irq = host.irq_line(spec.irq) if spec.irq is not None else IrqLine(_unconnected)
-        self.timeout_timer = host.new_timer(ClockKind.VIRTUAL, self._timeout)
+        self.timeout_timer = host.new_timer(self.TIMEOUT_CLOCK, self._timeout)
         self.backend = host.char_backend(spec.name)
         self.backend.connect(can_receive=self._can_receive, receive=self._receive)
         # FCR is zero at power-on only: a system reset leaves it (see the module docstring).

@@ -18,10 +18,11 @@ import dataclasses
 import signal
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from fuzzer.coverage import features
 from fuzzer.divergence import (
     Divergence,
     DivergenceKind,
@@ -65,6 +66,7 @@ class Runs:
 class CheckResult:
     divergences: tuple[Divergence, ...]
     runs: int  # target runs made (localisation included)
+    coverage: Mapping[str, int]  # the features the recording reached (fuzzer.coverage)
 
 
 # -- the check ------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def check(
                 f"the check exceeded its wall-clock limit of {wall_clock_s} s",
             )
         )
-    return CheckResult(tuple(checker.found), checker.runs)
+    return CheckResult(tuple(checker.found), checker.runs, checker.coverage)
 
 
 class _Checker:
@@ -111,6 +113,7 @@ class _Checker:
         self.runs = 0
         self.current: Property | None = None
         self.points = _sample_points(scenario)
+        self.coverage: dict[str, int] = {}
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -144,15 +147,16 @@ class _Checker:
         seed_a, seed_b = self.scenario.host_seeds
         props = self.properties
         record_spec = self._spec(
-            ReplayMode.RECORD, seed_a, snapshots=tuple(self.scenario.snapshots)
+            ReplayMode.RECORD, seed_a, snapshots=tuple(self.scenario.snapshots), coverage=True
         )
         record = self._run(Property.RECORD_REPLAY, record_spec)
         if record is None:
             return
+        self.coverage = features(record.coverage, self.scenario.config)
         if Property.DETERMINISM in props:
             self._determinism(record_spec, record)
         if Property.RECORD_NONE in props:
-            none_spec = dataclasses.replace(record_spec, mode=ReplayMode.NONE)
+            none_spec = dataclasses.replace(record_spec, mode=ReplayMode.NONE, coverage=False)
             none = self._run(Property.RECORD_NONE, none_spec)
             if none is not None:
                 self._compare(Property.RECORD_NONE, none_spec, none, record_spec, record)
@@ -165,7 +169,12 @@ class _Checker:
         if not needs_replay:
             return
         replay_spec = dataclasses.replace(
-            record_spec, mode=ReplayMode.REPLAY, log=record.log, host_seed=seed_b, snapshots=()
+            record_spec,
+            mode=ReplayMode.REPLAY,
+            log=record.log,
+            host_seed=seed_b,
+            snapshots=(),
+            coverage=False,
         )
         replay = self._run(Property.RECORD_REPLAY, replay_spec)
         if replay is None:

@@ -16,12 +16,14 @@ icount the order is: sample, snapshot, stop.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from vm.activity import Activity
 from vm.backends import Stimulus
+from vm.clock import ClockKind
 from vm.config import MachineConfig
 from vm.digest import ComponentState, combine, component_digests, component_state
 from vm.hostmodel import HostProfile
@@ -70,6 +72,7 @@ class TargetRun:
     trace_activity: bool = False
     single_step: bool = False  # interpret each instruction alone (the reference engine)
     audit_icount: bool = False  # check that devices see exact icounts (Machine.audit_io_icount)
+    coverage: bool = False  # count what the run reached (Trace.coverage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class Trace:
     dump: Mapping[str, ComponentState] | None = None
     activity: tuple[Activity, ...] = ()
     icount_violations: tuple[tuple[int, int], ...] = ()  # (exact, seen by a device)
+    coverage: Mapping[str, int] | None = None  # raw counters (vm.trace.CoverageCounter)
     console: bytes = b""
     finisher_code: int | None = None
 
@@ -132,6 +136,58 @@ class Target(Protocol):
 def take_sample(machine: Machine) -> Sample:
     components = component_digests(machine)
     return Sample(machine.cpu.icount, combine(components), components)
+
+
+# Distinct small read values kept per register (status registers say most through them).
+COVERAGE_VALUES_PER_REGISTER = 16
+
+
+class CoverageCounter:
+    """Raw counts of what a run reached, named for vm-level facts only (the fuzzer turns
+    them into feature names): `mmio/DEVICE/r|w/OFFSET`, `value/DEVICE/OFFSET/VALUE` (reads
+    of values below 0x100, a few distinct ones per register), `irq/CAUSE` (interrupts
+    taken), `code-write` (a write to a page holding translated code: self-modifying code
+    or DMA into code), `stop/halted|running`, `snapshot/timer-armed|no-timer`."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.counts: Counter[str] = Counter()
+        self._values: dict[tuple[str, int], set[int]] = {}
+        machine.bus.mmio_observer = self._mmio
+        code_write = machine.bus.on_code_write
+
+        def counted_code_write(page: int) -> None:
+            self.counts["code-write"] += 1
+            code_write(page)
+
+        machine.bus.on_code_write = counted_code_write
+        take = machine._take_interrupt
+
+        def counted_interrupt() -> bool:
+            taken = take()
+            if taken:
+                self.counts[f"irq/{machine.cpu.mcause & 0xFF}"] += 1
+            return taken
+
+        machine._take_interrupt = counted_interrupt  # type: ignore[method-assign]
+
+    def _mmio(self, access: str, device: str, offset: int, size: int, value: int) -> None:
+        del size
+        self.counts[f"mmio/{device}/{access[0]}/{offset:#x}"] += 1
+        if access == "read" and value < 0x100:
+            seen = self._values.setdefault((device, offset), set())
+            if value in seen or len(seen) < COVERAGE_VALUES_PER_REGISTER:
+                seen.add(value)
+                self.counts[f"value/{device}/{offset:#x}/{value:#x}"] += 1
+
+    def stop(self) -> None:
+        self.counts["stop/halted" if self.machine.cpu.halted else "stop/running"] += 1
+
+    def snapshot(self) -> None:
+        armed = any(
+            t.pending and not t.external for t in self.machine.timer_lists[ClockKind.VIRTUAL].timers
+        )
+        self.counts["snapshot/timer-armed" if armed else "snapshot/no-timer"] += 1
 
 
 class BuiltinTarget:
@@ -156,6 +212,8 @@ class BuiltinTarget:
         run = _Run(spec, machine, session)
         activity = machine.trace_activity() if spec.trace_activity else None
         violations = machine.audit_io_icount() if spec.audit_icount else []
+        counter = CoverageCounter(machine) if spec.coverage else None
+        run.counter = counter
         if spec.observe or spec.dump_at is not None:
             points = {*spec.observe, *(() if spec.dump_at is None else (spec.dump_at,))}
             machine.observe(points, run.observed)
@@ -178,6 +236,7 @@ class BuiltinTarget:
             dump=run.dump,
             activity=() if activity is None else tuple(activity.entries),
             icount_violations=tuple(violations),
+            coverage=None if counter is None else dict(counter.counts),
             console=machine.console_output(),
             finisher_code=machine.finisher_code,
         )
@@ -197,6 +256,7 @@ class _Run:
         self.replay_complete: bool | None = None
         self.observations: list[Sample] = []
         self.dump: dict[str, ComponentState] | None = None
+        self.counter: CoverageCounter | None = None
 
     def observed(self, machine: Machine) -> None:
         icount = machine.cpu.icount
@@ -223,6 +283,8 @@ class _Run:
             if point in snapshots:
                 self._snapshot(point)
             if point in stops:
+                if self.counter is not None:
+                    self.counter.stop()
                 machine.stop()
                 machine.pass_host_time(stops[point].host_ns)
                 machine.cont()
@@ -236,6 +298,8 @@ class _Run:
         for _ in range(SNAPSHOT_RETRIES):
             data = self.session.take_snapshot()
             if data is not None:
+                if self.counter is not None:
+                    self.counter.snapshot()
                 self.snapshots.append(
                     TakenSnapshot(
                         requested=requested,

@@ -122,6 +122,8 @@ class Machine:
         self._observer: Callable[[Machine], None] | None = None
         self.stopped = False  # between stop() and cont()
         self._one_instruction = False  # step(): one instruction, counted or not
+        # The icount where the last run returned, its boundary work done (or a snapshot's).
+        self._settled_icount = -1
         self._stepped = False
         self._stops = 0  # index of the host model's next stop duration
         self._waits = 0  # replay: main-loop iterations spent waiting at one log position
@@ -546,8 +548,16 @@ class Machine:
         cpu.fault_loop = False
         idle_wakeups = stalled = 0
         reason: StopReason | None = None
+        # The work due at this icount ran before the last run returned here (the pinned
+        # sample point): a run resuming here goes on to the next instruction, so what the
+        # host did in between (a stop lets host time pass) is seen at the next boundary,
+        # where a recording logs it and a replay of it finds it.
+        settled = cpu.icount == self._settled_icount
         while reason is None:
-            self._guest_side()
+            if settled:
+                settled = False
+            else:
+                self._guest_side()
             if cpu.irq_pending:
                 take_interrupt()
             if self._stop is not None:
@@ -596,6 +606,7 @@ class Machine:
             self._stop = None  # served
         if reason is StopReason.FINISHER_RESET:
             self.system_reset()  # the next run starts at the reset vector, as QEMU goes on
+        self._settled_icount = cpu.icount
         code = self.finisher_code if reason is StopReason.FINISHER_FAIL else None
         return RunResult(reason, cpu.icount - start, code)
 

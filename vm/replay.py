@@ -212,7 +212,8 @@ class Recorder:
             self._write(Event(EventKind.CLOCK, (LogClock.HOST, value)))
         elif kind is NondetKind.RANDOM:
             self._write(Event(EventKind.RANDOM, (bytes(value),)))  # type: ignore[call-overload]
-        elif kind is NondetKind.BLOCK or value:  # an empty read reaches nobody: not logged
+        elif kind is not NondetKind.CHAR_READ or value:
+            # An empty character read delivers nothing; an empty packet is still a packet.
             self._write(Event(EventKind.ASYNC, (ASYNC_INPUTS[kind], channel, value)))
         return value
 

@@ -572,6 +572,9 @@ def _commit(machine: Machine, staged: _Staged) -> None:
     # The virtual deadlines may all have moved (the CLINT's post_load marks it too, but a
     # device without a timer must not be needed for this): the next run recomputes them.
     machine.timer_lists[ClockKind.VIRTUAL].changed = True
+    # A snapshot is taken where a run returned, its boundary work done: a run from here
+    # goes on to the next instruction, as the saved machine's next run would.
+    machine._settled_icount = staged.cpu.icount
 
 
 def _commit_ram(machine: Machine, pages: dict[int, bytes]) -> None:

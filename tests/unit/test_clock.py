@@ -198,7 +198,6 @@ def test_plain_bottom_halves_run_at_host_chosen_points_and_replay_ones_at_the_ne
     plain_at, replay_at = set(), set()
     for seed in range(8):
         m = spinning_machine(host_seed=seed)
-        m.run(3)
         seen = {}
         m.bottom_halves.schedule_oneshot(
             lambda m=m, seen=seen: seen.setdefault("plain", m.cpu.icount), replay=False
@@ -209,7 +208,7 @@ def test_plain_bottom_halves_run_at_host_chosen_points_and_replay_ones_at_the_ne
         m.run(200_000)
         plain_at.add(seen["plain"])
         replay_at.add(seen["replay"])
-    assert replay_at == {3}
+    assert replay_at == {0}  # the first boundary, before the first instruction
     assert len(plain_at) > 1  # the host decides: a device must not let this reach the guest
 
 

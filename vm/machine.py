@@ -576,7 +576,9 @@ class Machine:
                     idle_wakeups += 1
                     if idle_wakeups > IDLE_WAKEUPS_MAX or not self._idle():
                         reason = StopReason.WFI_IDLE
-            elif cpu.icount >= end:
+            elif cpu.icount >= end and not self._boundary_busy():
+                # The pinned sample point: the main loop has no more work at this icount
+                # (else it goes round again, as an unbounded run would before executing).
                 reason = StopReason.BUDGET
             else:
                 before = cpu.icount
@@ -586,10 +588,11 @@ class Machine:
                 else:
                     # The log's next event bounds the slice, not the virtual deadline: a
                     # timer runs where the log's checkpoint says.
-                    limit = min(end, before + quantum, replayer.cpu_limit())
-                    if limit <= before:
+                    gate = replayer.cpu_limit()
+                    if gate <= before:
                         self._replay_wait()
                         continue
+                    limit = min(end, before + quantum, gate)
                 reason = self._cpu_exec(limit, resume_at, single_step=single_step)
                 if self._stepped and reason is None:
                     reason = StopReason.BUDGET  # step(): one instruction, counted or not
@@ -634,6 +637,19 @@ class Machine:
             self.bottom_halves.run_replay(announce=None if rr is None else rr.bottom_half)
             for backend in self.backends.values():
                 backend.deliver(self.nondet)
+
+    def _boundary_busy(self) -> bool:
+        """Whether the main loop does more at this icount before the next instruction:
+        a virtual timer is due or was moved (the CPU slice ends at once), or, in replay,
+        the log has an event here for the main loop. A run stopping at this icount goes
+        round until it has none, so a stop lands exactly where a run without one would
+        execute the next instruction."""
+        virtual = self.timer_lists[ClockKind.VIRTUAL]
+        if virtual.changed:
+            return True
+        if self.replayer is not None:
+            return self.replayer.gate_due_now()
+        return self._virtual_due_icount <= self.cpu.icount
 
     def host_timers_due(self) -> bool:
         """Whether a HOST-clock timer has expired by the live host's clock. This decides

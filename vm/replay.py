@@ -420,6 +420,14 @@ class Replayer:
             return gate_due + 1
         return gate_due
 
+    def gate_due_now(self) -> bool:
+        """Whether an event the main loop gates on is due at this very icount (never
+        raises: the end of a log is not a question here)."""
+        gate = self._next_gate[self.pending_index]
+        if gate == len(self.events):
+            return False
+        return self.base_icount + self._offsets[gate] - self._offsets[self.index] <= self.cpu.icount
+
     def _exception_before(self, gate: int) -> bool:
         """Whether an EXCEPTION shares the gate's icount (no INSTRUCTION between them)."""
         j = gate - 1

@@ -176,7 +176,7 @@ class CpuState:
 
     def _enter(self, cause: int, tval: int, *, vector: int | None) -> None:
         self.mepc = self.pc & ~3 & MASK32
-        self.mcause = cause
+        self.mcause = int(cause)  # a plain int, as a loaded snapshot holds (never a Cause)
         self.mtval = tval & MASK32
         mie = self.mstatus & MSTATUS_MIE
         self.mstatus = MSTATUS_MPIE if mie else 0

@@ -552,12 +552,18 @@ def _reload_divergence(icount: int, taken: TakenSnapshot) -> Divergence:
     backward = differing_components(taken.state, taken.reloaded_reversed)
     order_dependent = taken.reloaded.digest != taken.reloaded_reversed.digest
     components = tuple(sorted(set(forward) | set(backward)))
-    rule = Rule.POST_LOAD_OWN_DEVICE if order_dependent else Rule.SAVE_EVERY_FIELD
-    how = (
-        "loading the device sections in two orders gives two different machines"
-        if order_dependent
-        else "the reloaded machine differs whatever the section order"
-    )
+    waiting = sorted(set(components) & set(taken.host_timer_owners))
+    if order_dependent:
+        rule = Rule.POST_LOAD_OWN_DEVICE
+        how = "loading the device sections in two orders gives two different machines"
+    elif waiting:
+        # Guest state that differs on a device with a host-side timer armed: state waiting
+        # on a timer no snapshot carries, because no rule lets it change guest state.
+        rule = Rule.VIRTUAL_TIMERS
+        how = f"{', '.join(waiting)} had a host-side timer armed, which no snapshot carries"
+    else:
+        rule = Rule.SAVE_EVERY_FIELD
+        how = "the reloaded machine differs whatever the section order"
     return _finding(
         Property.SNAPSHOT,
         DivergenceKind.RELOAD,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from vm.activity import Activity
+from vm.activity import Activity, callback_owner
 from vm.backends import Stimulus
 from vm.clock import ClockKind
 from vm.config import MachineConfig
@@ -94,6 +94,9 @@ class TakenSnapshot:
     state: Sample
     reloaded: Sample
     reloaded_reversed: Sample
+    # Owners of the host-side timers (REALTIME, EXTERNAL) armed when it was taken: a
+    # snapshot carries none of them, by the rules none may change guest state.
+    host_timer_owners: tuple[str, ...] = ()
 
     @property
     def digest(self) -> bytes:
@@ -140,6 +143,16 @@ def take_sample(machine: Machine) -> Sample:
 
 # Distinct small read values kept per register (status registers say most through them).
 COVERAGE_VALUES_PER_REGISTER = 16
+
+
+def _host_timer_owners(machine: Machine) -> tuple[str, ...]:
+    armed = [
+        t
+        for clock in (ClockKind.REALTIME, ClockKind.VIRTUAL)
+        for t in machine.timer_lists[clock].timers
+        if t.pending and (clock is ClockKind.REALTIME or t.external)
+    ]
+    return tuple(sorted({callback_owner(t.callback) for t in armed}))
 
 
 class CoverageCounter:
@@ -308,6 +321,7 @@ class _Run:
                         state=take_sample(machine),
                         reloaded=self._reloaded(data, reverse=False),
                         reloaded_reversed=self._reloaded(data, reverse=True),
+                        host_timer_owners=_host_timer_owners(machine),
                     )
                 )
                 return

@@ -18,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from fuzzer import cli_replay
+from fuzzer import cli_replay, cli_report
 from fuzzer.cli_common import (
     DEFAULT_RUN_BUDGET,
     EXIT_BROKEN_PIPE,
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_machine_options(run)
     cli_replay.add_parsers(commands)
+    cli_report.add_parsers(commands)
     return parser
 
 
@@ -112,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     **cli_replay.COMMANDS,
+    **cli_report.COMMANDS,
 }
 
 
@@ -125,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a guest run (reading, assembling)
         note("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `detfuzz show R | head`: the reader went away
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

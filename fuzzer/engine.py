@@ -113,7 +113,10 @@ def hunt(
     state = _State(
         tuple(properties), wall_clock_s, on_example=on_example, max_shrink_checks=max_shrinks
     )
+    # From Hypothesis's own defaults, not the loaded profile: a hunt is reproducible from
+    # its seed wherever it runs (pytest loads a profile, a campaign does not).
     config = settings(
+        settings.get_profile("default"),
         max_examples=max_examples,
         phases=[Phase.generate, *([Phase.shrink] if shrink else [])],
         database=None,

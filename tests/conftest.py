@@ -6,18 +6,11 @@ import os
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
+
+import fuzzer.profiles  # noqa: F401 - registers dev, ci, nightly and repro
 
 # `ci` is what .ci/run uses (CI=true); `dev` is quicker; `nightly` digs deeper.
-settings.register_profile(
-    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "nightly", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
 settings.load_profile(
     os.environ.get("DETFUZZ_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )

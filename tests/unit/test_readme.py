@@ -18,3 +18,15 @@ def test_the_record_replay_example_runs(monkeypatch):
     block = python_blocks(section)[0]
     monkeypatch.chdir(ROOT)
     exec(compile(block, "README.md", "exec"), {})  # our own README, not input
+
+
+def test_the_user_device_example_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Fuzzing your own device") :]
+    device, test = python_blocks(section)[:2]
+    assert device.startswith("# countdown.py") and test.startswith("# test_countdown.py")
+    (tmp_path / "countdown.py").write_text(device)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict[str, object] = {}
+    exec(compile(test, "test_countdown.py", "exec"), namespace)  # our own README
+    namespace["test_countdown_is_deterministic"]()  # type: ignore[operator]

@@ -545,7 +545,7 @@ class _MemoryCache:
             bus.take_dirty_pages()  # whatever is dirty now is covered by the scan below
         self.dirty = bus.dirty_pages
         self.pages: dict[int, tuple[bytes, int]] = {}  # non-zero page -> (digest, term)
-        for page in bus.ram_pages:
+        for page in bus.maybe_nonzero_ram_pages():
             data = _read_page(bus, page)
             if data != _ZERO_PAGE:
                 self.pages[page] = _page_entry(page, data)

@@ -74,6 +74,9 @@ class Bus:
         self.read_fast[self.ram_pages.start : self.ram_pages.stop] = b"\x01" * len(self.ram_pages)
         self.write_fast = bytearray(ADDRESS_PAGES)
         self.dirty_pages: set[int] = set()
+        # Every RAM page ever written (never cleared): the others are still the mapping's
+        # zeros, so scans for non-zero pages (digests, snapshots) read only these.
+        self.written_pages: set[int] = set()
         self.code_pages: set[int] = set()
         # Called with a page number when a write hits a page holding translated code.
         self.on_code_write: Callable[[int], None] = lambda page: None
@@ -220,7 +223,12 @@ class Bus:
             self.code_pages.discard(page)
             self.on_code_write(page)
         self.dirty_pages.add(page)
+        self.written_pages.add(page)
         self.write_fast[page] = 1
+
+    def maybe_nonzero_ram_pages(self) -> list[int]:
+        """The RAM pages that may hold non-zero bytes (page numbers, ascending)."""
+        return sorted(self.written_pages)
 
     def take_dirty_pages(self) -> set[int]:
         """Return and clear the pages written since the last call (for digests, snapshots)."""

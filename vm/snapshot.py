@@ -60,7 +60,7 @@ from vm.clock import ClockKind
 from vm.config import config_hash
 from vm.cpu import CpuState
 from vm.csr import MIE_WRITABLE, MSTATUS_WRITABLE
-from vm.memory import PAGE_SHIFT, PAGE_SIZE, RAM_BASE
+from vm.memory import PAGE_SHIFT, PAGE_SIZE, RAM_BASE, Bus
 from vm.replay import Recorder, Replayer
 from vm.vmstate import (
     I64,
@@ -169,7 +169,7 @@ def savevm(machine: Machine) -> bytes:
     try:
         body_data = {
             "cpu": save(CPU_VMSTATE, machine.cpu),
-            "ram": _nonzero_pages(bus.ram, bus.ram_size),
+            "ram": _nonzero_ram_pages(bus),
             "rom": _nonzero_pages(bus.rom, len(bus.rom)),
             "boot_image": [[addr, bytes(data)] for addr, data in machine.boot_image],
             "vclock": save(VCLOCK_VMSTATE, machine.vclock),
@@ -258,6 +258,18 @@ def _nonzero_pages(buf: Any, size: int) -> dict[int, bytes]:
         page = bytes(buf[start : min(start + PAGE_SIZE, size)])
         if page != zero[: len(page)]:
             pages[index] = page
+    return pages
+
+
+def _nonzero_ram_pages(bus: Bus) -> dict[int, bytes]:
+    """`_nonzero_pages` of RAM, reading only the pages ever written (the rest are zero)."""
+    first = RAM_BASE >> PAGE_SHIFT
+    pages: dict[int, bytes] = {}
+    for page in bus.maybe_nonzero_ram_pages():
+        offset = (page - first) * PAGE_SIZE
+        data = bytes(bus.ram[offset : offset + PAGE_SIZE])
+        if data != _ZERO_PAGE:
+            pages[page - first] = data
     return pages
 
 
@@ -579,7 +591,7 @@ def _commit(machine: Machine, staged: _Staged) -> None:
 
 def _commit_ram(machine: Machine, pages: dict[int, bytes]) -> None:
     bus = machine.bus
-    writes = {index: _ZERO_PAGE for index in _nonzero_pages(bus.ram, bus.ram_size)}
+    writes = {index: _ZERO_PAGE for index in _nonzero_ram_pages(bus)}
     writes.update(pages)
     # Page by page through the one write path, which marks each page dirty and drops the
     # translated code on it. (Joining consecutive pages first costs more than the calls.)

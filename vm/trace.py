@@ -319,8 +319,7 @@ class _Run:
                         icount=machine.cpu.icount,
                         data=data,
                         state=take_sample(machine),
-                        reloaded=self._reloaded(data, reverse=False),
-                        reloaded_reversed=self._reloaded(data, reverse=True),
+                        **self._reloaded(data),
                         host_timer_owners=_host_timer_owners(machine),
                     )
                 )
@@ -328,12 +327,15 @@ class _Run:
             if machine.run(1).reason is not StopReason.BUDGET:
                 return
 
-    def _reloaded(self, data: bytes, *, reverse: bool) -> Sample:
+    def _reloaded(self, data: bytes) -> dict[str, Sample]:
+        """A fresh machine loaded with the snapshot's sections in the seeded order, and
+        loaded again in the reverse order (loadvm replaces all of a machine's state)."""
         fresh = Machine(self.spec.config)
-        loadvm(
-            fresh, data, section_order_seed=self.spec.section_order_seed, reverse_sections=reverse
-        )
-        return take_sample(fresh)
+        seed = self.spec.section_order_seed
+        loadvm(fresh, data, section_order_seed=seed)
+        forward = take_sample(fresh)
+        loadvm(fresh, data, section_order_seed=seed, reverse_sections=True)
+        return {"reloaded": forward, "reloaded_reversed": take_sample(fresh)}
 
     def seeks(self) -> None:
         for target in self.spec.seeks:

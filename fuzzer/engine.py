@@ -52,6 +52,7 @@ class _State:
     examples_at_first: int = 0
     locked: Signature | None = None
     locked_property: Property | None = None
+    locked_divergence: Divergence | None = None  # the latest divergence with that signature
     best: Scenario | None = None  # the smallest scenario with the locked signature so far
     shrink_checks: int = 0
     max_shrink_checks: int = 500
@@ -73,13 +74,16 @@ class _State:
                 return False
             first = result.divergences[0]
             self.locked, self.locked_property = first.signature, first.property
+            self.locked_divergence = first
             self.first_at = time.perf_counter() - self.started
             self.examples_at_first = self.examples
             self.best = scenario
             return True
         self.shrink_checks += 1
-        if any(d.signature == self.locked for d in result.divergences):
+        same = [d for d in result.divergences if d.signature == self.locked]
+        if same:
             self.best = scenario  # the shrinker only ever tries smaller ones
+            self.locked_divergence = same[0]
             return True
         if self.shrink_checks >= self.max_shrink_checks:
             raise _ShrinkBudgetSpent
@@ -133,7 +137,10 @@ def hunt(
     assert state.locked is not None and state.locked_property is not None
     final = check(scenario, properties=(state.locked_property,), wall_clock_s=wall_clock_s)
     same = [d for d in final.divergences if d.signature == state.locked]
-    divergence = same[0] if same else final.divergences[0]
+    # The localised check of the minimal scenario has the report's details; if it did not
+    # come back (a host-flaky finding), the search's own divergence stands.
+    divergence = same[0] if same else state.locked_divergence
+    assert divergence is not None
     return Finding(
         scenario=scenario,
         divergence=divergence,

@@ -240,10 +240,13 @@ class _Checker:
             )
 
     def _stops(self, replay_spec: TargetRun, replay: Trace) -> None:
-        spec = dataclasses.replace(replay_spec, stops=tuple(self.scenario.stops))
+        spec = dataclasses.replace(replay_spec, stops=tuple(self.scenario.stops), coverage=True)
         stopped = self._run(Property.STOP_CONT, spec)
         if stopped is None:
             return
+        for name, count in features(stopped.coverage, self.scenario.config).items():
+            if name.startswith("stop."):  # what stops reached (the rest the recording counts)
+                self.coverage[name] = self.coverage.get(name, 0) + count
         if stopped.error is not None:
             self._replay_error(replay_spec, replay, spec, stopped, prop=Property.STOP_CONT)
             return

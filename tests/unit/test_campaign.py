@@ -285,9 +285,9 @@ def test_a_worker_that_dies_is_restarted_and_its_example_recorded(tmp_path, monk
     kind = bad_device(tmp_path, monkeypatch, "dying_device", "os.kill(os.getpid(), signal.SIGKILL)")
     spec = DeviceSpec(kind, "bad0", 0x1000_4000, irq=5)
     corpus = tmp_path / "corpus"
-    summary, events = campaign(corpus, examples=12, user_devices=(spec,))
+    summary, events = campaign(corpus, examples=150, user_devices=(spec,))
     assert summary.worker_restarts == 1
-    assert summary.examples == 12  # the restarted worker finished the budget
+    assert summary.examples == 150  # the restarted worker finished the budget
     dead = next(s for s in summary.signatures if s.signature.endswith("/worker/device-exception"))
     assert dead.new and not dead.shrunk
     report = load_report(Path(dead.path))
@@ -303,7 +303,7 @@ def test_a_silent_worker_is_killed_and_recorded(tmp_path, monkeypatch):
     spec = DeviceSpec(kind, "bad0", 0x1000_4000, irq=5)
     summary, _ = campaign(
         tmp_path / "corpus",
-        examples=8,
+        examples=150,
         user_devices=(spec,),
         example_timeout_s=1.5,
         silence_grace_s=0.5,

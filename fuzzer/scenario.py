@@ -22,12 +22,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import msgpack
 
+from fuzzer.wire import (
+    WireError,
+    describe,
+    read_bytes,
+    read_int,
+    read_list,
+    read_map,
+    read_optional,
+    read_str,
+)
 from vm.asm import Program, assemble_program
 from vm.backends import Stimulus
 from vm.config import ConfigError, MachineConfig
@@ -304,57 +314,26 @@ def _tuple_of(value: object, where: str, kind: type, cap: int) -> None:
 T = TypeVar("T")
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+def _as_scenario_error(read: Callable[..., T]) -> Callable[..., T]:
+    """A fuzzer.wire reader whose WireError comes out as a ScenarioError."""
+
+    @functools.wraps(read)
+    def reader(*args: Any) -> T:
+        try:
+            return read(*args)
+        except WireError as exc:
+            raise ScenarioError(str(exc)) from None
+
+    return reader
 
 
-def _map(value: object, where: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise ScenarioError(f"{where} must be a map, got {_describe(value)}")
-    unknown = [key for key in value if key not in keys]
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key {unknown[0]!r:.60}")
-    missing = [key for key in keys if key not in value]
-    if missing:
-        raise ScenarioError(f"{where}: missing key {missing[0]!r}")
-    return value
-
-
-def _list(value: object, where: str, cap: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise ScenarioError(f"{where} must be a list, got {_describe(value)}")
-    if len(value) > cap:
-        raise ScenarioError(f"{where} has {len(value)} entries, at most {cap} allowed")
-    return value
-
-
-def _int(value: object, where: str, low: int, high: int) -> int:
-    if type(value) is not int:
-        raise ScenarioError(f"{where} must be an int, got {_describe(value)}")
-    if not low <= value <= high:
-        raise ScenarioError(f"{where} must be in {low}..{high}, got {value}")
-    return value
-
-
-def _str(value: object, where: str, cap: int) -> str:
-    if type(value) is not str:
-        raise ScenarioError(f"{where} must be a string, got {_describe(value)}")
-    if len(value) > cap:
-        raise ScenarioError(f"{where} is {len(value)} characters, at most {cap} allowed")
-    return value
-
-
-def _bytes(value: object, where: str, cap: int) -> bytes:
-    if type(value) is not bytes:
-        raise ScenarioError(f"{where} must be bytes, got {_describe(value)}")
-    if len(value) > cap:
-        raise ScenarioError(f"{where} is {len(value)} bytes, at most {cap} allowed")
-    return value
-
-
-def _optional(value: object, read: Callable[[object], T]) -> T | None:
-    return None if value is None else read(value)
+_describe = describe
+_map = _as_scenario_error(read_map)
+_list = _as_scenario_error(read_list)
+_int = _as_scenario_error(read_int)
+_str = _as_scenario_error(read_str)
+_bytes = _as_scenario_error(read_bytes)
+_optional = read_optional  # its reader raises ScenarioError already
 
 
 def _stimulus(value: object, where: str) -> Stimulus:

@@ -14,7 +14,7 @@ SHOW_DESCRIPTION = (
     "component, rule), what diverged and where (the instruction, the field-level diff, the "
     "log events and the host-side activity around it), the scenario, and the program "
     "disassembled around the diverging instruction. Nothing in the report is executed. "
-    "Exit 0, or 2 for a file that is not a report."
+    "Exit 0, or 2 for bad usage or a file that is not a report."
 )
 REPRO_DESCRIPTION = (
     "Re-run a report's scenario under the property that found it and say, in one line, "

@@ -18,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from fuzzer import cli_fuzz, cli_replay, cli_report
+from fuzzer import cli_corpus, cli_fuzz, cli_replay, cli_report
 from fuzzer.cli_common import (
     DEFAULT_RUN_BUDGET,
     EXIT_BROKEN_PIPE,
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_replay.add_parsers(commands)
     cli_report.add_parsers(commands)
     cli_fuzz.add_parsers(commands)
+    cli_corpus.add_parsers(commands)
     return parser
 
 
@@ -116,6 +117,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     **cli_replay.COMMANDS,
     **cli_report.COMMANDS,
     **cli_fuzz.COMMANDS,
+    **cli_corpus.COMMANDS,
 }
 
 

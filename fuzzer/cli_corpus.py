@@ -116,7 +116,8 @@ classification, the size of its (shrunk) program in source lines and its stimulu
 events, and the file name. A file that cannot be read as a report is listed as
 unreadable with the reason. Nothing is executed.
 
-Exit status: 0; 2 if a path does not exist or some file is unreadable (it is listed).
+Exit status: 0; 2 for bad usage, a path that does not exist, or a file that is
+unreadable (it is listed).
 """
 LS_EPILOG = """\
 examples:

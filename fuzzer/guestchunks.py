@@ -15,8 +15,10 @@ from typing import ClassVar
 
 from fuzzer.guestplan import (
     DMA_TARGETS,
+    HASH_MULTIPLIER,
     KIND_BLOCK,
     KIND_CLINT,
+    KIND_PLIC,
     KIND_RTC,
     MASK32,
     MIE_MEIE,
@@ -27,12 +29,17 @@ from fuzzer.guestplan import (
     VICTIM_WORDS,
     Chunk,
     Ctx,
+    WatchPoint,
     bump,
+    hash_into,
     ints_off,
     ints_on,
     load_insn,
     observe,
     store_insn,
+    watch_extra,
+    watch_loop,
+    watch_round,
 )
 from vm.devices import block, entropy, nic, rtc, uart
 
@@ -77,6 +84,9 @@ class Loop:
             "addi    s1, s1, -1",
             f"bnez    s1, {tag}_loop",
         ]
+
+    def extra_insns(self, ctx: Ctx) -> int:
+        return (max(1, self.count) - 1) * (len(self.ops) + 2)
 
 
 @dataclass(frozen=True)
@@ -801,6 +811,116 @@ class GenericAccess:
             else:
                 out += [f"{load_insn(op.width)}     t1, 0(t0)", observe("t1")]
         return out
+
+
+# -- watching ---------------------------------------------------------------------------------
+#
+# A guest that only takes interrupts cannot tell when a line rose: a replay enters the
+# handler where the log says. A busy guest that reads status words over and over sees
+# each change at the icount it happened, which is what the replay rules pin (a line that a
+# host-side timer or bottom half raises shows at another icount in a replay).
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Busy-watch (interrupts masked in mstatus when `masked`, so nothing is taken and the
+    lines' own timing shows): wait up to `patience` rounds for the interrupt state to
+    change (mip, and the PLIC's first pending word, where the lines it does not deliver
+    show: a driver polling for a completion), noting how long it took and what changed,
+    then hash `points` into s11 for `rounds` rounds."""
+
+    points: tuple[WatchPoint, ...]
+    patience: int
+    rounds: int
+    masked: bool
+    feature: ClassVar[str | None] = "watch"
+
+    def lines(self, ctx: Ctx, tag: str) -> list[str]:
+        out = [f"li      t3, {HASH_MULTIPLIER}"]
+        if self.patience > 0:
+            pending = KIND_PLIC in ctx.specs
+            out += [
+                "csrr    t4, mip",
+                *(["li      t0, PLIC_PENDING", "lw      t5, 0(t0)"] if pending else []),
+                "li      t2, 0",
+                f"li      s1, {self.patience}",
+                f"{tag}_wait:",
+                "csrr    t1, mip",
+                f"bne     t1, t4, {tag}_seen",
+                *(["lw      t2, 0(t0)", f"bne     t2, t5, {tag}_seen"] if pending else []),
+                "addi    s1, s1, -1",
+                f"bnez    s1, {tag}_wait",
+                f"{tag}_seen:",
+                *hash_into("s11", "s1"),
+                *hash_into("s11", "t1"),
+                *hash_into("s11", "t2"),
+            ]
+        out += watch_loop(self.points, self.rounds, "s1", "s11", f"{tag}_round")
+        return [ints_off(), *out, ints_on()] if self.masked else out
+
+    def extra_insns(self, ctx: Ctx) -> int:
+        # Half the patience: some waits end early, some run out.
+        per_round = 6 if KIND_PLIC in ctx.specs else 4
+        return self.patience * per_round // 2 + watch_extra(self.points, self.rounds)
+
+
+@dataclass(frozen=True)
+class ClaimHold:
+    """A driver polling the PLIC and holding what it claims. With interrupts masked: the
+    `prelude` chunks (which may raise a line), then up to `tries` claims, watching `points`
+    between them; a claimed source is held for `rounds` watch rounds before it is serviced
+    and completed. While it is held its line may stay high with its pending bit clear, a
+    state that snapshots, stops and seeks landing there must keep."""
+
+    prelude: tuple[Chunk, ...]
+    tries: int
+    rounds: int
+    points: tuple[WatchPoint, ...]
+    feature: ClassVar[str | None] = "plic"
+
+    def lines(self, ctx: Ctx, tag: str) -> list[str]:
+        out = [ints_off()]
+        for index, chunk in enumerate(self.prelude):
+            out += chunk.lines(ctx, f"{tag}_p{index}")
+        return [
+            *out,
+            f"li      t3, {HASH_MULTIPLIER}",
+            f"li      s1, {max(1, self.tries)}",
+            f"{tag}_try:",
+            "li      t0, PLIC_CLAIM",
+            "lw      a7, 0(t0)",
+            *hash_into("s11", "a7"),
+            f"bnez    a7, {tag}_held",
+            *watch_round(self.points, "s11"),
+            "addi    s1, s1, -1",
+            f"bnez    s1, {tag}_try",
+            f"j       {tag}_done",
+            f"{tag}_held:",
+            *watch_loop(self.points, self.rounds, "s1", "s11", f"{tag}_hold"),
+            "call    service_source",  # keeps a7
+            "li      t0, PLIC_CLAIM",
+            "sw      a7, 0(t0)",
+            *bump("cnt_poll"),
+            f"{tag}_done:",
+            ints_on(),
+        ]
+
+    def extra_insns(self, ctx: Ctx) -> int:
+        # Expect an early claim to find something (a prelude that raised a line).
+        nested = sum(estimated_extra(chunk, ctx) for chunk in self.prelude)
+        return nested + watch_extra(self.points, self.rounds)
+
+
+def unmasks(chunk: Chunk, ctx: Ctx) -> bool:
+    """Whether a chunk sets mstatus.MIE or waits (never inside a masked section: it would
+    end the section early, and a WFI there could wake for an interrupt it does not take)."""
+    return any(line in (ints_on(), "wfi") for line in chunk.lines(ctx, "probe"))
+
+
+def estimated_extra(chunk: Chunk, ctx: Ctx) -> int:
+    """Instructions a chunk's loops run beyond one pass over its lines (0: no loop)."""
+    extra = getattr(chunk, "extra_insns", None)
+    return 0 if extra is None else int(extra(ctx))
 
 
 def chunk_feature(chunk: Chunk) -> str | None:

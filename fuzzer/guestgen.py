@@ -10,14 +10,17 @@ After a run, `read_records` and `source_counts` read what the handler saw.
 Termination, which every plan keeps by construction (a run may still end at its budget,
 which is not a failure):
 
-- Loops are counted (`s1`, which nothing else in the body writes) and never nest.
+- Loops are counted (`s1`, which nothing else in the body writes; the handler's hold
+  counts in a0) and never nest. A watch waiting for the interrupt state to change waits a
+  bounded number of rounds.
 - Every WFI runs with mstatus.MIE off (so a wake-up between the check and the WFI is not
   lost: a pending interrupt makes WFI return at once) behind a source that will fire: a
   CLINT timer armed just before, or, checked at run time, a block request in flight or an
   RTC alarm running whose interrupt reaches the hart. With neither it is skipped.
 - Chunks that mask interrupts (threshold, priority, enable, mstatus.MIE, UART DLAB) put
   the prologue's values back before they end, so the handler always sees what the
-  prologue set up and the WFI checks above stay true.
+  prologue set up and the WFI checks above stay true. A masked section (ClaimHold) keeps
+  only chunks that neither unmask nor wait, and completes what it claimed.
 - DMA (block reads, the NIC's ring) lands only in the data page, the DMA area or the
   victim code page, never on the handler, its records or the stacks; the victim's two
   versions are both valid code of the same shape, so any mix of them runs.
@@ -27,9 +30,10 @@ which is not a failure):
 
 Registers: s0 points into the middle of the data page (never written by the body), s1 counts
 loops, s10 counts the body's repetitions, s11 accumulates what MMIO reads returned (so they
-reach the state digest), sp is the main stack (mscratch holds the trap stack). ALU chunks
-use ALU_REGS only. The handler saves ra, t0-t6 and a0-a7, the only registers it and its
-subroutines touch.
+reach the state digest; watches hash into it, in order), sp is the main stack (mscratch
+holds the trap stack). ALU chunks use ALU_REGS only. The handler saves ra, t0-t6 and
+a0-a7, the only registers it and its subroutines touch (what it sees while it holds a
+source goes to the `hold_acc` record).
 """
 
 from __future__ import annotations
@@ -40,14 +44,15 @@ from dataclasses import dataclass, field
 from fuzzer.guestchunks import (
     VICTIM_CODE,
     VICTIM_TWIN,
-    Loop,
     alarm_lines,
+    estimated_extra,
     host_wake_checks,
     ring_lines,
 )
 from fuzzer.guestplan import (
     DATA_SIZE,
     DMA_SIZE,
+    HASH_MULTIPLIER,
     KIND_BLOCK,
     KIND_CLINT,
     KIND_ENTROPY,
@@ -70,9 +75,12 @@ from fuzzer.guestplan import (
     UartSetup,
     accumulate,
     bump,
+    instructions,
     ints_off,
     ints_on,
     load_insn,
+    watch_loop,
+    watch_round,
 )
 from vm.config import MachineConfig
 from vm.devices import block, clint, entropy, nic, plic, rtc, uart
@@ -111,6 +119,8 @@ RECORDS: Mapping[str, int] = {
     "nic_data_acc": 1,
     "entropy_acc": 1,
     "user_acc": 1,
+    "hold_acc": 1,  # what the handler saw while it held a source
+    "trap_acc": 1,  # what it saw entering each trap
     "rtc_time": 2,
     "tick_ticks": 1,  # the handler's timer re-arm, in ticks (0: disarm)
     "victim_write_id": 1,
@@ -217,6 +227,8 @@ def _prologue(ctx: Ctx) -> list[str]:
         out += ["li      t0, ENTROPY", "li      t1, 1", f"sw      t1, {entropy.CTRL}(t0)"]
     if setup.victim_sector is not None:
         out += _victim_setup()
+    for index, chunk in enumerate(setup.start):
+        out += chunk.lines(ctx, f"start{index}")
     if setup.first_timer is not None:
         out += [f"li      a0, {setup.first_timer}", "call    set_timer"]
     return [*out, f"li      t0, {setup.mie}", "csrw    mie, t0", ints_on()]
@@ -301,7 +313,9 @@ def _victim_setup() -> list[str]:
 
 
 def _epilogue(ctx: Ctx) -> list[str]:
-    out = []
+    final_watch = ctx.plan.setup.final_watch
+    # A driver polling for what is still in flight before it sleeps on it.
+    out = [] if final_watch is None else final_watch.lines(ctx, "final")
     checks = host_wake_checks(ctx, "drain_wfi")
     if ctx.plan.setup.final_waits and checks:
         # Let requests in flight and alarms running complete: host time jumps while the
@@ -352,6 +366,7 @@ def _handler(ctx: Ctx) -> list[str]:
         "la      t2, trace",
         "add     t2, t2, t1",
         "sw      a0, 0(t2)",
+        *_trap_watch(ctx),
         "bltz    a0, trap_irq",
         # An exception: count it by cause, note mtval, skip the instruction (a fetch
         # fault has no instruction to skip: return to the caller in ra instead).
@@ -404,6 +419,23 @@ def _handler(ctx: Ctx) -> list[str]:
         "mret",
     ]
     return [*out, "    .align  2", "trap:", *_indent(body)]
+
+
+def _trap_watch(ctx: Ctx) -> list[str]:
+    """Read the setup's trap points at every trap's entry, into `trap_acc`: a timer tick or
+    an exception samples device state at an icount of the guest's own choosing, where a
+    line a host-side timer or bottom half raised may or may not be up yet."""
+    points = ctx.plan.setup.trap_points
+    if not points:
+        return []
+    return [
+        "la      t0, trap_acc",
+        "lw      a1, 0(t0)",
+        f"li      t3, {HASH_MULTIPLIER}",
+        *watch_round(points, "a1"),
+        "la      t0, trap_acc",
+        "sw      a1, 0(t0)",
+    ]
 
 
 def _handler_entropy(ctx: Ctx) -> list[str]:
@@ -498,6 +530,7 @@ def _claim_loop(ctx: Ctx) -> list[str]:
             "lw      a7, 0(t0)",
             "beqz    a7, claim_done",
             "addi    a3, a3, 1",
+            *_hold(ctx),
             "call    service_source",
             "li      t0, PLIC_CLAIM",
             "sw      a7, 0(t0)",
@@ -515,6 +548,20 @@ def _claim_loop(ctx: Ctx) -> list[str]:
         dispatch += [f"li      t0, {irq}", f"beq     a7, t0, {label}"]
         services += _label(label, [*body, "ret"])
     return [*out, *_label("service_source", [*dispatch, "ret"]), *services]
+
+
+def _hold(ctx: Ctx) -> list[str]:
+    """Hold the source claimed in a7 a while, watching (a driver that defers its work):
+    its line may stay high with its pending bit clear all along. Clobbers t*, a0, a5."""
+    setup = ctx.plan.setup
+    if not setup.hold_rounds:
+        return []
+    return [
+        f"li      t3, {HASH_MULTIPLIER}",
+        "mv      a5, a7",
+        *watch_loop(setup.hold_points, setup.hold_rounds, "a0", "a5", "claim_hold"),
+        *accumulate("hold_acc", "a5"),
+    ]
 
 
 def _services(ctx: Ctx) -> list[tuple[int, str, list[str]]]:
@@ -738,15 +785,12 @@ def estimated_length(plan: GuestPlan, config: MachineConfig) -> int:
     ctx = Ctx(plan, config)
     body = 3
     for index, chunk in enumerate(plan.chunks):
-        body += _instructions(chunk.lines(ctx, f"c{index}"))
-        if isinstance(chunk, Loop):
-            body += (max(1, chunk.count) - 1) * (len(chunk.ops) + 2)
-    fixed = _instructions(_prologue(ctx)) + _instructions(_epilogue(ctx)) + 1
+        body += instructions(chunk.lines(ctx, f"c{index}")) + estimated_extra(chunk, ctx)
+    fixed = instructions(_prologue(ctx)) + instructions(_epilogue(ctx)) + 1
+    final = plan.setup.final_watch
+    for chunk in (*plan.setup.start, *(() if final is None else (final,))):
+        fixed += estimated_extra(chunk, ctx)
     return fixed + max(1, plan.setup.repeat) * body
-
-
-def _instructions(lines: Sequence[str]) -> int:
-    return sum(1 for line in lines if not line.endswith(":") and not line.startswith("."))
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ assembly helpers chunks are written with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from vm.config import DeviceSpec, MachineConfig
-from vm.devices import block, clint, entropy, nic
+from vm.devices import block, clint, entropy, nic, plic, rtc, uart
 from vm.devices.clint import Clint
 from vm.devices.finisher import SifiveTest
 from vm.devices.plic import Plic
@@ -47,7 +47,11 @@ FEATURES: Mapping[str, str | None] = {
     "tick": KIND_CLINT,  # the handler re-arms the timer: a periodic tick
     "msi": KIND_CLINT,  # software interrupts through msip
     "wfi": None,
-    "plic": KIND_PLIC,
+    # Watching mip and status registers: busy loops (body chunks, the epilogue before it
+    # sleeps) see a line rise at the icount it rose, which interrupts hide; the handler
+    # reads some at every trap (a tick samples them at icounts of the guest's choosing).
+    "watch": None,
+    "plic": KIND_PLIC,  # sources enabled; the handler may hold a claim (ClaimHold too)
     "uart": KIND_UART,
     "uart.loopback": KIND_UART,
     "rtc": KIND_RTC,
@@ -115,6 +119,9 @@ class Ctx:
 
 
 class Chunk(Protocol):
+    """A body chunk (fuzzer.guestchunks). One whose lines loop also has `extra_insns(ctx)`:
+    what its loops run beyond one pass over its lines (for `estimated_length`)."""
+
     feature: ClassVar[str | None]
 
     def lines(self, ctx: Ctx, tag: str) -> list[str]: ...
@@ -187,6 +194,11 @@ class Setup:
     final_waits: int = 0  # the epilogue waits (at most this often) for host work in flight
     repeat: int = 1  # times the body runs
     generic: tuple[GenericService, ...] = ()
+    start: tuple[Chunk, ...] = ()  # run by the prologue before interrupts go on (first requests)
+    final_watch: Chunk | None = None  # the epilogue watches (a Watch) before it waits
+    hold_rounds: int = 0  # the handler holds each source it claims this long before servicing
+    hold_points: tuple[WatchPoint, ...] = ()  # ... watching these meanwhile
+    trap_points: tuple[WatchPoint, ...] = ()  # the handler reads these entering any trap
 
 
 @dataclass(frozen=True)
@@ -263,3 +275,75 @@ def load_insn(width: int, *, signed: bool = False) -> str:
 
 def store_insn(width: int) -> str:
     return {1: "sb", 2: "sh", 4: "sw"}[width]
+
+
+# -- watching -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchPoint:
+    """One observation of a watch round: a CSR (`csr`) or a device register (`base`, an
+    equate or an address, plus `offset`, read `width` bytes wide)."""
+
+    base: str
+    offset: int = 0
+    width: int = 4
+    csr: str | None = None
+
+    def read(self, dest: str) -> list[str]:
+        if self.csr is not None:
+            return [f"csrr    {dest}, {self.csr}"]
+        load = load_insn(self.width)
+        return [f"li      t0, {self.base}", f"{load}     {dest}, {self.offset}(t0)"]
+
+
+# Registers worth watching, by device kind (None: the hart's own), read as a driver reads
+# status: no lasting effect beyond a status read's (UART IIR drops THR-empty, LSR clears
+# overrun). Never the PLIC's claim: a claim must be completed (ClaimHold does both).
+WATCHABLE: Mapping[str | None, tuple[WatchPoint, ...]] = {
+    None: (WatchPoint("", csr="mip"),),
+    KIND_PLIC: tuple(WatchPoint("PLIC_PENDING", 4 * word) for word in range(plic.WORDS)),
+    KIND_CLINT: (WatchPoint("CLINT_MTIME"),),
+    KIND_UART: (WatchPoint("UART", uart.LSR, 1), WatchPoint("UART", uart.IIR_FCR, 1)),
+    KIND_BLOCK: (WatchPoint("BLK", block.STATUS), WatchPoint("BLK", block.DONE_COUNT)),
+    KIND_NIC: (WatchPoint("NIC", nic.INT_STATUS), WatchPoint("NIC", nic.RX_HEAD)),
+    KIND_RTC: (WatchPoint("RTC", rtc.ALARM_STATUS),),
+    KIND_ENTROPY: (WatchPoint("ENTROPY", entropy.STATUS),),
+}
+HASH_MULTIPLIER = 33  # acc = acc * 33 + value: unlike an xor, a value seen twice counts
+
+
+def hash_into(acc: str, reg: str) -> list[str]:
+    """Fold `reg` into `acc` (t3 holds HASH_MULTIPLIER)."""
+    return [f"mul     {acc}, {acc}, t3", f"add     {acc}, {acc}, {reg}"]
+
+
+def watch_round(points: tuple[WatchPoint, ...], acc: str) -> list[str]:
+    """Read every point and hash it into `acc` (clobbers t0, t1; t3 holds HASH_MULTIPLIER)."""
+    out: list[str] = []
+    for point in points:
+        out += [*point.read("t1"), *hash_into(acc, "t1")]
+    return out
+
+
+def watch_loop(
+    points: tuple[WatchPoint, ...], rounds: int, counter: str, acc: str, label: str
+) -> list[str]:
+    """`rounds` watch rounds (at least one), counted in `counter`."""
+    return [
+        f"li      {counter}, {max(1, rounds)}",
+        f"{label}:",
+        *watch_round(points, acc),
+        f"addi    {counter}, {counter}, -1",
+        f"bnez    {counter}, {label}",
+    ]
+
+
+def watch_extra(points: tuple[WatchPoint, ...], rounds: int) -> int:
+    """Instructions `watch_loop` runs beyond one pass over its lines."""
+    return (max(1, rounds) - 1) * (instructions(watch_round(points, "s11")) + 2)
+
+
+def instructions(lines: Sequence[str]) -> int:
+    """Instructions in assembly lines (labels and directives are none; a `li` counts one)."""
+    return sum(1 for line in lines if not line.endswith(":") and not line.lstrip().startswith("."))

@@ -9,6 +9,10 @@ snapshot, seek and sample points. Swarm testing: each program enables a random s
 the features in `fuzzer.guestgen.FEATURES` the configuration allows (and of its user
 devices) and draws chunks only for those.
 
+Stop, snapshot, seek and sample points are drawn where the run is (see `scenarios`): the
+program, its stimulus and its host are recorded once first, and the points go before the
+run's end, many shortly after its log's events.
+
 Shrinking: everything is drawn so that Hypothesis's choice-sequence shrinker moves toward
 the simple end: features are booleans (toward off), chunk lists toward fewer chunks, each
 `st.one_of` lists its simplest alternative first (ALU before memory before MMIO), integers
@@ -34,8 +38,10 @@ from vm.backends import Stimulus
 from vm.config import DEFAULT_DEVICES, DeviceSpec, MachineConfig
 from vm.devices import block, entropy, nic, plic, uart
 from vm.hostmodel import HostProfile
+from vm.replay import ReplayMode
+from vm.replaylog import EventKind, read_log
 from vm.slirp import BROADCAST_MAC, HOST_MAC
-from vm.trace import Stop
+from vm.trace import BuiltinTarget, Stop
 
 FULL_DEVICES: tuple[DeviceSpec, ...] = (
     *DEFAULT_DEVICES,
@@ -72,6 +78,19 @@ MAX_STIMULUS_EVENTS = 6
 UART_IERS = (uart.IER_THRI, 0x07, uart.IER_RDI, uart.IER_RDI | uart.IER_THRI, 0x05, 0x06, 0x04, 0)
 NIC_MASKS = (nic.INT_ALL, nic.INT_RX, nic.INT_TX_DONE, 0x03, 0x05, 0x06, nic.INT_TX_ERROR, 0)
 MAX_POINTS = 3
+# Stops last from 2**10 ns up to 2**34 ns (17 s) of host time, or as long as the host model
+# says: a long one costs nothing (no instruction runs), and host-side work waiting on the
+# host's clock (a UART's four character times are milliseconds to seconds) happens only
+# if the stop is long enough.
+STOP_NS_BITS = (10, 34)
+# Where points go, each entry as likely (sampled_from is uniform; the first is the simplest):
+# before the run's end, shortly after a log event, anywhere in the budget.
+POINT_PLACES = ("run", "event", "run", "event", "run", "event", "anywhere")
+EVENT_REACH_BITS = (4, 10)  # points near a log event land up to 2**4..2**10 instructions after
+WATCH_PATIENCE_MAX = 1_000
+WATCH_ROUNDS_MAX = 100
+CLAIM_TRIES_MAX = 200
+HOLD_ROUNDS_MAX = 100
 
 
 # -- configurations -------------------------------------------------------------------------
@@ -272,6 +291,49 @@ def _wait_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
     return [st.builds(gk.Wait, st.sampled_from(("timer", "host")), st.integers(50, 50_000))]
 
 
+def watch_points(config: MachineConfig, found: ConfigProbe) -> list[gp.WatchPoint]:
+    """What a watching guest may read on `config`: the CPU's mip, the built-in devices'
+    status registers (gp.WATCHABLE) and the live offsets of its user devices."""
+    specs = gp.builtin_specs(config)
+    points = [p for kind, ps in gp.WATCHABLE.items() if kind is None or kind in specs for p in ps]
+    for device in found.devices:
+        width = max(device.widths)
+        points += [
+            gp.WatchPoint(f"{device.base + offset - offset % width:#x}", 0, width)
+            for offset in device.live
+        ]
+    return points
+
+
+def _uniform(low: int, high: int) -> SearchStrategy[int]:
+    """An integer in [low, high], shrinking toward low. Where the length of a wait or a
+    hold matters: in a search Hypothesis draws an integers() minimum far more often than
+    any other value, while sampled_from stays uniform."""
+    return st.sampled_from(range(low, high + 1))
+
+
+def _watched(ctx: _Context, *, min_size: int) -> SearchStrategy[tuple[gp.WatchPoint, ...]]:
+    points = watch_points(ctx.config, ctx.probe)
+    return st.lists(st.sampled_from(points), min_size=min_size, max_size=3).map(tuple)
+
+
+def _watches(ctx: _Context, *, min_patience: int = 0) -> SearchStrategy[gk.Watch]:
+    # Patience up to a few thousand instructions: a fast disk completes within it, and the
+    # host's slice after the completion often ends inside it too.
+    patience = _uniform(max(1, min_patience), WATCH_PATIENCE_MAX)
+    return st.builds(
+        gk.Watch,
+        _watched(ctx, min_size=0),
+        patience if min_patience else st.one_of(st.just(0), patience),
+        _uniform(1, WATCH_ROUNDS_MAX),
+        st.booleans().map(_not),  # masked first: nothing is taken, every line shows
+    )
+
+
+def _watch_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
+    return [_watches(ctx)]
+
+
 def _uart_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
     return [
         st.builds(gk.UartRead, st.lists(st.integers(0, 7), min_size=1, max_size=6).map(tuple)),
@@ -301,6 +363,18 @@ def _plic_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
     ]  # fmt: skip
 
 
+def _hold_chunks(ctx: _Context, inner: SearchStrategy[gp.Chunk]) -> list[SearchStrategy[gp.Chunk]]:
+    return [
+        st.builds(
+            gk.ClaimHold,
+            st.lists(inner, max_size=3).map(tuple),
+            _uniform(1, CLAIM_TRIES_MAX),
+            _uniform(1, HOLD_ROUNDS_MAX),
+            _watched(ctx, min_size=0),
+        )
+    ]
+
+
 def _block_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
     return [
         st.builds(gk.BlockRead, st.lists(st.sampled_from(gk.BLOCK_READABLE), min_size=1,
@@ -311,21 +385,29 @@ def _block_chunks(ctx: _Context) -> list[SearchStrategy[gp.Chunk]]:
     ]  # fmt: skip
 
 
+# What may be wrong with a block request, at most one thing (the device reports only the
+# first it finds anyway), as likely as not nothing: most requests must complete.
+BLOCK_MISTAKES = (None, None, None, None, "command", "count", "address", "sector")
+
+
 @st.composite
-def _block_request(draw: st.DrawFn, ctx: _Context) -> gk.BlockRequest:
+def _block_request(draw: st.DrawFn, ctx: _Context, *, mistakes: bool = True) -> gk.BlockRequest:
     capacity = ctx.capacity()
     # Sectors from here on hold the victim's twin: nothing else writes them.
     writable = capacity if ctx.victim_sector is None else ctx.victim_sector
-    command = draw(st.one_of(st.sampled_from((block.CMD_READ, block.CMD_WRITE)),
-                             st.sampled_from((0, 3))))  # fmt: skip
-    count = draw(st.one_of(st.integers(1, 2), st.just(0)))
+    mistake = draw(st.sampled_from(BLOCK_MISTAKES)) if mistakes else None
+    command = draw(
+        st.sampled_from((0, 3) if mistake == "command" else (block.CMD_READ, block.CMD_WRITE))
+    )
+    count = 0 if mistake == "count" else draw(st.integers(1, 2))
     if command == block.CMD_READ:
-        where = draw(st.one_of(st.sampled_from(sorted(gp.DMA_TARGETS)), st.just("bad")))
+        where = draw(st.sampled_from(sorted(gp.DMA_TARGETS)))
         last = capacity - max(count, 1)
     else:
-        where = draw(st.one_of(st.sampled_from(sorted(gp.WRITE_SOURCES)), st.just("bad")))
+        where = draw(st.sampled_from(sorted(gp.WRITE_SOURCES)))
         last = writable - max(count, 1)
-    sector = draw(st.one_of(st.integers(0, max(0, last)), st.just(capacity)))
+    where = "bad" if mistake == "address" else where
+    sector = capacity if mistake == "sector" else draw(st.integers(0, max(0, last)))
     if command == block.CMD_WRITE and last < 0:
         sector = capacity  # nowhere to write: a BAD_SECTOR request
     size = gp.WRITE_SOURCES.get(where, block.SECTOR_SIZE)
@@ -405,6 +487,7 @@ CHUNK_FAMILIES: tuple[tuple[str | None, ChunkStrategies], ...] = (
     ("timer", _timer_chunks),
     ("msi", _msi_chunks),
     ("wfi", _wait_chunks),
+    ("watch", _watch_chunks),
     ("uart", _uart_chunks),
     ("plic", _plic_chunks),
     ("block", _block_chunks),
@@ -414,6 +497,10 @@ CHUNK_FAMILIES: tuple[tuple[str | None, ChunkStrategies], ...] = (
     ("entropy", _entropy_chunks),
     (None, _generic_chunks),
 )
+NestingStrategies = Callable[[_Context, SearchStrategy[gp.Chunk]], list[SearchStrategy[gp.Chunk]]]
+# Families whose chunks hold other chunks (drawn from CHUNK_FAMILIES, never nested deeper),
+# after those: the most complex.
+NESTING_FAMILIES: tuple[tuple[str | None, NestingStrategies], ...] = (("plic", _hold_chunks),)
 
 
 def available_features(config: MachineConfig, found: ConfigProbe | None = None) -> list[str]:
@@ -446,21 +533,23 @@ def guest_plans(
     for name in available_features(config, found):
         if draw(st.booleans()) and _parent_enabled(name, chosen):
             chosen.add(name)
-    raw = draw(_setup_draws(config, found))
-    setup = _setup(raw, frozenset(chosen), config, found)
-    if setup.victim_sector is None:
+    if _victim_sector(config) is None:
         chosen.discard("block.dma_code")  # a disk too small for the victim's twin
     features = frozenset(chosen)
     chunk = _chunk_strategy(config, _victim_sector(config))
     # Bursts of chunks: Hypothesis's lists average about five elements, which leaves few
     # chunks once the disabled features' are dropped; a list of short bursts is longer,
-    # and deleting a burst or one of its chunks still shrinks it.
+    # and deleting a burst or one of its chunks still shrinks it. Drawn before the setup:
+    # Hypothesis's first examples are random up to a point and simplest after it, and a
+    # body is worth more there than a setup's details.
     bursts = draw(st.lists(st.lists(chunk, min_size=1, max_size=4), max_size=max_chunks))
+    setup = _setup(draw(_setup_draws(config, found)), features, config, found)
+    ctx = gp.Ctx(gp.GuestPlan(features, setup), config)
     chunks = [
-        _fit(chunk, features)
+        _fit(chunk, features, ctx)
         for burst in bursts
         for chunk in burst
-        if gk.chunk_feature(chunk) is None or gk.chunk_feature(chunk) in features
+        if _enabled(chunk, features)
     ]
     return gp.GuestPlan(features, setup, tuple(chunks[:max_chunks]))
 
@@ -471,7 +560,11 @@ def _chunk_strategy(config: MachineConfig, victim_sector: int | None) -> SearchS
     costs more than drawing from them)."""
     found = probe(config) if gp.generic_specs(config) else ConfigProbe((), ())
     ctx = _Context(config, victim_sector, found)
-    return st.one_of([strategy for _, family in CHUNK_FAMILIES for strategy in family(ctx)])
+    plain = [strategy for _, family in CHUNK_FAMILIES for strategy in family(ctx)]
+    inner = st.one_of(plain)
+    return st.one_of(
+        [*plain, *(strategy for _, family in NESTING_FAMILIES for strategy in family(ctx, inner))]
+    )
 
 
 def _victim_sector(config: MachineConfig) -> int | None:
@@ -480,8 +573,20 @@ def _victim_sector(config: MachineConfig) -> int | None:
     return capacity - 1 if gp.KIND_BLOCK in gp.builtin_specs(config) and capacity >= 2 else None
 
 
-def _fit(chunk: gp.Chunk, features: frozenset[str]) -> gp.Chunk:
-    """A chunk adjusted to the features: MCR keeps loopback off unless it is enabled."""
+def _enabled(chunk: gp.Chunk, features: frozenset[str]) -> bool:
+    feature = gk.chunk_feature(chunk)
+    return feature is None or feature in features
+
+
+def _fit(chunk: gp.Chunk, features: frozenset[str], ctx: gp.Ctx) -> gp.Chunk:
+    """A chunk adjusted to the features: MCR keeps loopback off unless it is enabled; a
+    masked section keeps only the enabled chunks that leave interrupts masked."""
+    if isinstance(chunk, gk.ClaimHold):
+        fitted = [_fit(inner, features, ctx) for inner in chunk.prelude]
+        prelude = tuple(
+            inner for inner in fitted if _enabled(inner, features) and not gk.unmasks(inner, ctx)
+        )
+        return dataclasses.replace(chunk, prelude=prelude)
     loopback = "uart.loopback" in features
     if isinstance(chunk, gk.UartWrite) and chunk.reg == uart.MCR and not loopback:
         return gk.UartWrite(chunk.reg, chunk.value & ~uart.MCR_LOOP)
@@ -504,6 +609,34 @@ class _SetupDraws:
     final_waits: int
     repeat: int
     service_reads: tuple[tuple[tuple[int, int], ...], ...]  # one per user device with an irq
+    block_start: tuple[gk.BlockRequest, ...]
+    final_watch: gk.Watch
+    hold_rounds: int
+    hold_points: tuple[gp.WatchPoint, ...]
+    trap_points: tuple[gp.WatchPoint, ...]
+
+
+@dataclass(frozen=True)
+class _SetupStrategies:
+    """A configuration's setup strategies that take its devices (built once: building and
+    validating strategies costs more than drawing from them)."""
+
+    block_start: SearchStrategy[tuple[gk.BlockRequest, ...]]
+    final_watch: SearchStrategy[gk.Watch]
+    points: SearchStrategy[tuple[gp.WatchPoint, ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _setup_strategies(config: MachineConfig, found: ConfigProbe) -> _SetupStrategies:
+    ctx = _Context(config, _victim_sector(config), found)
+    return _SetupStrategies(
+        block_start=st.lists(_block_request(ctx, mistakes=False), min_size=1, max_size=2).map(
+            tuple
+        ),
+        # The epilogue always waits a while for what is in flight (its interrupt lines).
+        final_watch=_watches(ctx, min_patience=1),
+        points=_watched(ctx, min_size=0),
+    )
 
 
 # Once a device's feature is on, its setup shrinks toward interrupting (the simplest way
@@ -511,6 +644,7 @@ class _SetupDraws:
 @st.composite
 def _setup_draws(draw: st.DrawFn, config: MachineConfig, found: ConfigProbe) -> _SetupDraws:
     ring = draw(_ring(lambda place, slots: (place, slots)))
+    cached = _setup_strategies(config, found)
     return _SetupDraws(
         tick_insns=draw(st.integers(300, 5_000)),
         first_insns=draw(st.one_of(st.none(), st.integers(50, 5_000))),
@@ -535,6 +669,11 @@ def _setup_draws(draw: st.DrawFn, config: MachineConfig, found: ConfigProbe) -> 
         service_reads=tuple(
             draw(_service_reads(device)) for device in found.devices if device.irq is not None
         ),
+        block_start=draw(cached.block_start),
+        final_watch=draw(cached.final_watch),
+        hold_rounds=draw(_uniform(0, HOLD_ROUNDS_MAX)),
+        hold_points=draw(cached.points),
+        trap_points=draw(cached.points),
     )
 
 
@@ -588,7 +727,19 @@ def _setup(
         generic=generic,
         final_waits=raw.final_waits if has("wfi") else 0,
         repeat=raw.repeat if has("repeat") else 1,
+        start=_start(raw, features),
+        final_watch=raw.final_watch if has("watch") else None,
+        hold_rounds=raw.hold_rounds if has("plic") else 0,
+        hold_points=raw.hold_points if has("plic") else (),
+        trap_points=raw.trap_points if has("watch") else (),
     )
+
+
+def _start(raw: _SetupDraws, features: frozenset[str]) -> tuple[gp.Chunk, ...]:
+    """What the prologue starts: the disk busy with requests while the body runs."""
+    if "block" in features and raw.block_start:
+        return (gk.BlockSubmit(raw.block_start, scribble=False),)
+    return ()
 
 
 def _not(value: bool) -> bool:  # noqa: FBT001 - a drawn boolean, shrinking toward True
@@ -677,10 +828,13 @@ def stimulus_channels(config: MachineConfig) -> list[tuple[str, SearchStrategy[b
 
 def host_times(budget: int, *, horizon_ns: int = EARLY_HOST_NS) -> SearchStrategy[int]:
     """When stimulus arrives: mostly within `horizon_ns` (about when a busy program of the
-    expected length ends), else anywhere a busy run of `budget` instructions reaches (a
-    sleeping guest lets host time jump there)."""
+    expected length ends on the slowest host), a third of the time within a quarter of it
+    (while it runs on a typical host: input the guest meets mid-run), else anywhere a busy
+    run of `budget` instructions reaches (a sleeping guest lets host time jump there)."""
     return st.one_of(
-        st.integers(0, max(1, horizon_ns)), st.integers(0, max(1, budget) * HOST_NS_PER_INSN)
+        st.integers(0, max(1, horizon_ns // 4)),
+        st.integers(0, max(1, horizon_ns)),
+        st.integers(0, max(1, budget) * HOST_NS_PER_INSN),
     )
 
 
@@ -706,31 +860,106 @@ def stimulus_schedules(
 # -- schedules ----------------------------------------------------------------------------------
 
 
-def icounts(budget: int, *, horizon: int = EARLY_ICOUNT) -> SearchStrategy[int]:
-    """An icount in the run: mostly within `horizon` (where the program is expected to
-    end), else anywhere up to the budget."""
-    return st.one_of(st.integers(0, min(budget, max(1, horizon))), st.integers(0, budget))
+@dataclass(frozen=True)
+class Where:
+    """Where points go: within the budget, mostly before `horizon` (where the run ends,
+    when known) and shortly after the `events` (icounts of its log's events)."""
+
+    budget: int
+    horizon: int = EARLY_ICOUNT
+    events: tuple[int, ...] = ()
 
 
-def stops(budget: int, *, horizon: int = EARLY_ICOUNT) -> SearchStrategy[tuple[Stop, ...]]:
-    host_ns = st.one_of(st.none(), st.integers(0, 10_000_000))
-    stop = st.builds(Stop, icounts(budget, horizon=horizon), host_ns)
-    return st.lists(stop, max_size=MAX_POINTS, unique_by=lambda s: s.icount).map(
-        lambda found: tuple(sorted(found, key=lambda s: s.icount))
-    )
+# Plain draw functions rather than strategies: the points depend on each scenario's run,
+# and building (and validating) strategies per scenario costs more than drawing.
+def _draw_icount(draw: st.DrawFn, where: Where) -> int:
+    """An icount (POINT_PLACES says how often where): anywhere before the horizon, shortly
+    after an event (where host input reached the guest: the handler, the drivers and the
+    devices act right there), or anywhere up to the budget. Shrinks toward icount 0."""
+    place = draw(_PLACES)
+    if place == "anywhere":
+        return draw(st.integers(0, where.budget))
+    if where.events and place == "event":
+        # Reaches spread over orders of magnitude: the next few instructions (the handler
+        # entered, a claim taken) as often as the next few hundred.
+        reach = 1 << draw(_REACH_BITS)
+        event = draw(st.sampled_from(where.events))
+        return min(where.budget, event + draw(st.integers(0, reach)))
+    return draw(st.integers(0, min(where.budget, max(1, where.horizon))))
 
 
-def point_sets(
-    budget: int, *, horizon: int = EARLY_ICOUNT, max_size: int = MAX_POINTS
-) -> SearchStrategy[tuple[int, ...]]:
-    return st.lists(icounts(budget, horizon=horizon), max_size=max_size, unique=True).map(
-        lambda found: tuple(sorted(found))
-    )
+def _draw_count(draw: st.DrawFn, max_size: int) -> int:
+    """0 to `max_size`, uniformly (Hypothesis's lists, and integers(), favour none: a
+    scenario without stops never checks stop/cont)."""
+    return draw(st.sampled_from(range(max_size + 1)))
 
 
-def seek_lists(budget: int, *, horizon: int = EARLY_ICOUNT) -> SearchStrategy[tuple[int, ...]]:
+def _draw_stops(draw: st.DrawFn, where: Where) -> tuple[Stop, ...]:
+    found: dict[int, Stop] = {}
+    for _ in range(_draw_count(draw, MAX_POINTS)):
+        icount = _draw_icount(draw, where)
+        found[icount] = Stop(icount, draw(_STOP_NS))
+    return tuple(found[icount] for icount in sorted(found))
+
+
+def _draw_points(draw: st.DrawFn, where: Where, max_size: int = MAX_POINTS) -> tuple[int, ...]:
+    return tuple(sorted({_draw_icount(draw, where) for _ in range(_draw_count(draw, max_size))}))
+
+
+def _draw_seeks(draw: st.DrawFn, where: Where) -> tuple[int, ...]:
     """Seeks in the order they are made (backward and forward)."""
-    return st.lists(icounts(budget, horizon=horizon), max_size=MAX_POINTS).map(tuple)
+    return tuple(_draw_icount(draw, where) for _ in range(_draw_count(draw, MAX_POINTS)))
+
+
+@st.composite
+def icounts(
+    draw: st.DrawFn, budget: int, *, horizon: int = EARLY_ICOUNT, events: Sequence[int] = ()
+) -> int:
+    """One point (see `_draw_icount`)."""
+    return _draw_icount(draw, Where(budget, horizon, tuple(events)))
+
+
+@st.composite
+def stops(
+    draw: st.DrawFn, budget: int, *, horizon: int = EARLY_ICOUNT, events: Sequence[int] = ()
+) -> tuple[Stop, ...]:
+    """Stops (each a point and how long host time passes), sorted, one per icount."""
+    return _draw_stops(draw, Where(budget, horizon, tuple(events)))
+
+
+@st.composite
+def point_sets(
+    draw: st.DrawFn,
+    budget: int,
+    *,
+    horizon: int = EARLY_ICOUNT,
+    events: Sequence[int] = (),
+    max_size: int = MAX_POINTS,
+) -> tuple[int, ...]:
+    """Distinct points, sorted (snapshots, samples)."""
+    return _draw_points(draw, Where(budget, horizon, tuple(events)), max_size)
+
+
+@st.composite
+def seek_lists(
+    draw: st.DrawFn, budget: int, *, horizon: int = EARLY_ICOUNT, events: Sequence[int] = ()
+) -> tuple[int, ...]:
+    """Seeks in the order they are made (backward and forward)."""
+    return _draw_seeks(draw, Where(budget, horizon, tuple(events)))
+
+
+@st.composite
+def _spread(draw: st.DrawFn, low_bits: int, high_bits: int) -> int:
+    """A value in [2**low_bits, 2**high_bits), as likely in any order of magnitude (shrinking
+    toward the low end). The magnitude is drawn first: integers() over a wide range
+    favours small values."""
+    bits = draw(st.sampled_from(range(low_bits, high_bits)))
+    return (1 << bits) + draw(st.integers(0, (1 << bits) - 1))
+
+
+_PLACES = st.sampled_from(POINT_PLACES)
+_REACH_BITS = st.sampled_from(range(EVENT_REACH_BITS[0], EVENT_REACH_BITS[1] + 1))
+_STOP_NS = st.one_of(st.none(), _spread(*STOP_NS_BITS))
 
 
 # -- scenarios ----------------------------------------------------------------------------------
@@ -739,31 +968,43 @@ def seek_lists(budget: int, *, horizon: int = EARLY_ICOUNT) -> SearchStrategy[tu
 def _horizon(estimate: int) -> int:
     """Where a program's run is expected to end, in instructions: interrupts, waits and
     the handler make it longer than the static estimate. Rounded up to a power of two, so
-    few schedule strategies are ever built (building costs more than drawing)."""
+    few stimulus strategies are ever built (building costs more than drawing)."""
     need = 2 * estimate + HANDLER_ALLOWANCE
     return 1 << (need - 1).bit_length()
 
 
 @dataclass(frozen=True)
-class _Schedules:
-    stimulus: SearchStrategy[tuple[Stimulus, ...]]
-    stops: SearchStrategy[tuple[Stop, ...]]
-    snapshots: SearchStrategy[tuple[int, ...]]
-    seeks: SearchStrategy[tuple[int, ...]]
-    samples: SearchStrategy[tuple[int, ...]]
+class DryRun:
+    """What a run of the scenario showed: where it ended, and the icounts (distinct,
+    sorted) of its replay log's events: interrupts, host input, clock reads, checkpoints."""
+
+    length: int
+    events: tuple[int, ...]
 
 
-@functools.lru_cache(maxsize=256)
-def _schedules(config: MachineConfig, budget: int, horizon: int) -> _Schedules:
-    return _Schedules(
-        stimulus=stimulus_schedules(
-            config=config, budget=budget, horizon_ns=horizon * HOST_NS_PER_INSN
-        ),
-        stops=stops(budget, horizon=horizon),
-        snapshots=point_sets(budget, horizon=horizon),
-        seeks=seek_lists(budget, horizon=horizon),
-        samples=point_sets(budget, horizon=horizon, max_size=MAX_POINTS + 1),
-    )
+def dry_run(scenario: Scenario) -> DryRun | None:
+    """The scenario's recording, made once ahead of the check to see where things happen
+    (the check's own recording must be the same run, or it reports that). A few
+    milliseconds for most programs, a small part of a check; None if the machine cannot
+    run it (the check will say why)."""
+    try:
+        trace = BuiltinTarget().run(scenario.trace_run(ReplayMode.RECORD))
+        icount, events = 0, set()
+        for event in read_log(trace.log or b"").events:
+            if event.kind is EventKind.INSTRUCTION:
+                icount += int(event.args[0])  # type: ignore[call-overload]
+            else:
+                events.add(icount)
+    except Exception:  # whatever breaks here, the check meets again and reports
+        return None
+    if trace.final is None:
+        return None
+    return DryRun(trace.final.icount, tuple(sorted(events)))
+
+
+@functools.lru_cache(maxsize=64)
+def _stimulus(config: MachineConfig, budget: int, horizon: int) -> SearchStrategy:  # type: ignore[type-arg]
+    return stimulus_schedules(config=config, budget=budget, horizon_ns=horizon * HOST_NS_PER_INSN)
 
 
 @st.composite
@@ -779,7 +1020,14 @@ def scenarios(
 ) -> Scenario:
     """Whole scenarios. `config` fixes the machine (else one is drawn: the full built-in
     machine, or `devices`, with RAM size and icount shift drawn); `user_devices` are
-    added to it and `planted_bugs` switched on."""
+    added to it and `planted_bugs` switched on.
+
+    Stop, snapshot, seek and sample points are drawn where the run is: the program, its
+    input and its host are drawn first and recorded once (`dry_run`), and points go
+    before its end, many just after its log's events. Points past the end of a run that
+    finished are never reached, a static estimate is off by several times for a program
+    the handler or waits lengthen, and the states worth stopping, saving or seeking in
+    (a line high, a claim held, a completion just in) follow the host's events."""
     if config is None:
         machine = draw(
             machine_configs(devices=devices, planted_bugs=planted_bugs, user_devices=user_devices)
@@ -789,23 +1037,31 @@ def scenarios(
             config, devices=devices, planted_bugs=planted_bugs, user_devices=user_devices
         )
     program = draw(guest_programs(config=machine, max_chunks=max_chunks))
-    schedules = _schedules(machine, budget, _horizon(program.estimate))
-    stimulus = draw(schedules.stimulus)
+    stimulus = draw(_stimulus(machine, budget, _horizon(program.estimate)))
     seed_a = draw(st.integers(0, (1 << 64) - 1))
     seed_b = draw(st.integers(0, (1 << 64) - 1))
     if seed_b == seed_a:
         seed_b = (seed_a + 1) % (1 << 64)  # a replay meets another host
-    return Scenario(
+    bare = Scenario(
         config=machine,
         program=program.source,
         stimulus=stimulus,
         host_seeds=(seed_a, seed_b),
         host_profile=draw(st.sampled_from(HOST_PROFILES)),
-        stops=draw(schedules.stops),
-        snapshots=draw(schedules.snapshots),
-        seeks=draw(schedules.seeks),
-        section_order_seed=draw(st.integers(0, (1 << 32) - 1)),
         budget=budget,
-        samples=draw(schedules.samples),
         features=program.features,
+    )
+    run = dry_run(bare)
+    where = (
+        Where(budget, _horizon(program.estimate))
+        if run is None
+        else Where(budget, run.length, run.events)
+    )
+    return dataclasses.replace(
+        bare,
+        stops=_draw_stops(draw, where),
+        snapshots=_draw_points(draw, where),
+        seeks=_draw_seeks(draw, where),
+        section_order_seed=draw(st.integers(0, (1 << 32) - 1)),
+        samples=_draw_points(draw, where, MAX_POINTS + 1),
     )

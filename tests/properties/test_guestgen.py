@@ -20,11 +20,13 @@ from fuzzer.scenario import Scenario
 from fuzzer.strategies import (
     FULL_DEVICES,
     available_features,
+    dry_run,
     generic_accesses,
     guest_plans,
     guest_programs,
     scenarios,
     stimulus_schedules,
+    watch_points,
 )
 from vm import Machine, MachineConfig, ReplayMode, StopReason
 from vm.asm import assemble_program
@@ -175,6 +177,8 @@ def test_a_plan_with_every_feature_takes_every_kind_of_trap():
         records = g.read_records(machine.bus.read_bytes, program.symbols)
         assert records["cnt_msi"] and records["cnt_mti"] and records["cnt_poll"]
         assert records["cnt_uart_rx"] and records["cnt_nic_tx"] and records["cnt_rtc"]
+        assert records["hold_acc"]  # the handler held what it claimed, watching
+        assert records["trap_acc"]  # and watched at every trap's entry
         seen_sources.update(g.source_counts(machine.bus.read_bytes, program.symbols))
         raw = machine.bus.read_bytes(program.symbols["cnt_exc"], 64)
         causes = {c for c in range(16) if int.from_bytes(raw[4 * c : 4 * c + 4], "little")}
@@ -182,6 +186,116 @@ def test_a_plan_with_every_feature_takes_every_kind_of_trap():
     spec = {s.kind: s for s in FULL.devices}
     assert {spec["ns16550a"].irq, spec["goldfish_rtc"].irq, spec["nic"].irq} <= set(seen_sources)
     assert spec["block"].irq in seen_sources  # the disk completed while the guest waited
+
+
+def test_a_held_claim_leaves_the_line_high_and_the_source_not_pending():
+    """The states a plain handler passes through in a few instructions last while a
+    source is held: the UART's THR-empty line high, its PLIC pending bit clear (claimed),
+    for about as long as the hold's rounds, in the handler and in a body ClaimHold."""
+    uart_irq = {s.kind: s for s in FULL.devices}["ns16550a"].irq
+    assert uart_irq is not None
+    setup = gp.Setup(
+        mie=gp.MIE_MEIE,
+        uart=gp.UartSetup(ier=0x02, fcr=0, lcr=3, divisor=None, mcr=8),
+        plic=gp.PlicSetup(priorities=((uart_irq, 1),), threshold=0),
+        hold_rounds=50,
+    )
+    hold = gk.ClaimHold((gk.UartTx(b"x", poll=False),), 5, 80, ())
+    plan = gp.GuestPlan(frozenset({"uart", "plic", "watch"}), setup, (hold,))
+    program = assemble_program(g.render(plan, FULL))
+    machine = Machine(FULL)
+    load_program(machine, program.image)
+    uart, plic = machine.devices["uart0"], machine.devices["plic"]
+    held = 0
+    while machine.run(1).reason is StopReason.BUDGET:
+        held += uart.irq.level and not plic.pending[uart_irq // 32] >> uart_irq % 32 & 1
+    assert machine.cpu.icount < 2_000
+    assert held >= 2 * (50 + 80)  # two rounds' worth at least: an empty round is 2 insns
+    records = g.read_records(machine.bus.read_bytes, program.symbols)
+    assert records["cnt_poll"] == 1 and records["hold_acc"]
+    assert g.source_counts(machine.bus.read_bytes, program.symbols) == {uart_irq: 2}
+
+
+def test_a_masked_section_holds_only_chunks_that_stay_masked():
+    preludes = 0
+
+    def record(plan: gp.GuestPlan) -> None:
+        nonlocal preludes
+        ctx = gp.Ctx(plan, FULL)
+        for chunk in plan.chunks:
+            if isinstance(chunk, gk.ClaimHold):
+                preludes += len(chunk.prelude)
+                for inner in chunk.prelude:
+                    assert not gk.unmasks(inner, ctx), inner
+                    feature = gk.chunk_feature(inner)
+                    assert feature is None or feature in plan.features
+
+    collect(guest_plans(FULL), 150, record)
+    assert preludes
+
+
+def test_watch_points_cover_the_hart_the_devices_and_user_devices():
+    points = watch_points(WITH_USER, probe(WITH_USER))
+    assert gp.WatchPoint("", csr="mip") in points
+    assert gp.WatchPoint("PLIC_PENDING") in points and gp.WatchPoint("BLK", block.STATUS) in points
+    user = {int(p.base, 16) for p in points if p.base.startswith("0x")}
+    assert user == {SCRATCH.base + offset for offset in probe(WITH_USER).devices[0].live}
+    bare = watch_points(MachineConfig(devices=DEFAULT_DEVICES), probe(WITH_USER))
+    assert not any(p.base in ("BLK", "NIC", "ENTROPY") for p in bare)
+
+
+def test_block_requests_are_mostly_valid_and_the_prologue_s_all_are():
+    """A request the disk rejects never completes: at most one thing is wrong with any,
+    and the disk the prologue starts gets only requests it takes."""
+
+    def valid(request: gk.BlockRequest) -> bool:
+        return (
+            request.command in (block.CMD_READ, block.CMD_WRITE)
+            and request.count > 0
+            and request.where != "bad"
+            and request.sector + request.count <= block.DEFAULT_SECTORS
+        )
+
+    body: list[bool] = []
+    started = 0
+
+    def record(plan: gp.GuestPlan) -> None:
+        nonlocal started
+        for chunk in plan.setup.start:
+            assert isinstance(chunk, gk.BlockSubmit)
+            assert all(valid(request) for request in chunk.requests), chunk
+            started += 1
+        for chunk in plan.chunks:
+            if isinstance(chunk, gk.BlockSubmit):
+                body.extend(valid(request) for request in chunk.requests)
+
+    collect(guest_plans(FULL), 150, record)
+    assert started and body
+    assert sum(body) / len(body) > 0.3, (sum(body), len(body))
+
+
+def test_points_are_drawn_where_the_run_is():
+    """Stops, snapshots, seeks and samples go before the end of the run (the dry run's),
+    many of them close after its log's events; only a few anywhere in the budget."""
+    inside = total = near = 0
+
+    def record(scenario: Scenario) -> None:
+        nonlocal inside, total, near
+        run = dry_run(scenario)
+        assert run is not None
+        points = [
+            *scenario.samples,
+            *scenario.snapshots,
+            *scenario.seeks,
+            *(stop.icount for stop in scenario.stops),
+        ]
+        total += len(points)
+        inside += sum(p <= run.length for p in points)
+        near += sum(any(0 <= p - e <= 64 for e in run.events) for p in points)
+
+    collect(scenarios(max_chunks=8, budget=30_000), 40, record)
+    assert total and inside / total > 0.75, (inside, total)
+    assert near / total > 0.15, (near, total)
 
 
 # -- swarm, sources, user devices ---------------------------------------------------------------
@@ -243,7 +357,9 @@ def test_the_handler_records_interrupts_from_several_sources_across_examples():
         machine, program = run_machine(scenario)
         kinds.update(interrupt_kinds(machine, program))
 
-    collect(scenarios(config=FULL, max_chunks=10, budget=30_000), 60, record)
+    # Most of a run's examples are Hypothesis's mutations of a few fresh ones: enough of
+    # them that every kind shows up whatever the strategy's exact shape.
+    collect(scenarios(config=FULL, max_chunks=10, budget=30_000), 200, record)
     spec = {s.kind: s for s in FULL.devices}
     irqs = ("ns16550a", "goldfish_rtc", "block", "nic")
     plic_sources = {f"source{spec[kind].irq}" for kind in irqs}
@@ -362,6 +478,11 @@ EVERYTHING = gp.Setup(
     handler_entropy=True,
     victim_sector=block.DEFAULT_SECTORS - 1,
     final_waits=4,
+    start=(gk.BlockSubmit((gk.BlockRequest(block.CMD_READ, 1, 1, "dma_area", 0),), False),),
+    final_watch=gk.Watch((gp.WatchPoint("PLIC_PENDING"),), 500, 10, masked=True),
+    hold_rounds=20,
+    hold_points=(gp.WatchPoint("", csr="mip"), gp.WatchPoint("BLK", block.STATUS)),
+    trap_points=(gp.WatchPoint("PLIC_PENDING"), gp.WatchPoint("UART", 5, 1)),
 )
 EVERY_CHUNK: tuple[gp.Chunk, ...] = (
     gk.Alu(("add t0, t1, t2", "mul a0, a1, a2", "divu a3, a0, zero")),
@@ -384,6 +505,8 @@ EVERY_CHUNK: tuple[gp.Chunk, ...] = (
     gk.PlicMask("enable", 3, 0, ("nop",)),
     gk.PlicPoll(),
     gk.PlicRead((0, 1, 2, 3, 4, 5, 6)),
+    gk.ClaimHold((gk.UartTx(b"h", poll=False),), 10, 30, (gp.WatchPoint("PLIC_PENDING"),)),
+    gk.Watch((gp.WatchPoint("UART", 5, 1), gp.WatchPoint("CLINT_MTIME")), 0, 20, masked=False),
     gk.BlockSubmit(
         (
             gk.BlockRequest(block.CMD_READ, 3, 1, "data_page", 10),
@@ -414,4 +537,5 @@ EVERY_CHUNK: tuple[gp.Chunk, ...] = (
     gk.EntropyRead(3),
     gk.EntropyWrite(entropy.CTRL, 1),
     gk.Wait("timer", 20_000),
+    gk.Watch((gp.WatchPoint("NIC", nic.INT_STATUS),), 2_000, 5, masked=True),
 )

@@ -68,22 +68,11 @@ def _hunt_and_judge(bug: str, *, max_examples: int, max_shrinks: int) -> None:
     assert f"rule {rule.number}: {rule.text}" in render(Report.from_bytes(report.to_bytes()))
 
 
-# Found within 400 examples for most seeds; the two others need a longer search with the
-# current generator (block-plain-bh about 1 seed in 3 within 400 examples, and
-# uart-post-load-irq needs a snapshot inside a claimed-but-not-completed UART interrupt):
-# they run in the slow tier until the generator reaches them sooner.
-SLOW_TO_FIND = frozenset({"block-plain-bh", "uart-post-load-irq"})
-
-
-@pytest.mark.parametrize("bug", sorted(set(EXPECTED) - SLOW_TO_FIND))
+# Every bug within 400 examples (measured with seeds 0-3: at most 212 for the rarest,
+# block-plain-bh, which needs a guest polling for a completion the host's BH delivered).
+@pytest.mark.parametrize("bug", sorted(EXPECTED))
 def test_the_default_campaign_finds_each_planted_bug_with_its_rule(bug):
     _hunt_and_judge(bug, max_examples=400, max_shrinks=40)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("bug", sorted(SLOW_TO_FIND))
-def test_the_rarer_planted_bugs_are_found_by_a_longer_search(bug):
-    _hunt_and_judge(bug, max_examples=3000, max_shrinks=100)
 
 
 def test_the_correct_machine_diverges_nowhere():

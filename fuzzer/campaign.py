@@ -21,6 +21,19 @@ that dies (a signal, MemoryError out of the interpreter) or goes silent for twic
 is killed, restarted, and the scenario it was checking recorded as a finding of component
 `worker`. `request_stop` (from a signal handler) ends the campaign at the next tick with
 the summary, as the budget does.
+
+What a campaign checks first: the seed scenarios (`seeds`, `fuzzer.seeds`: hand-picked
+cases that reach every device feature), then each worker's share of the example cache
+(`<corpus>/.hypothesis/examples`, `fuzzer.campaign_corpus.ExampleCache`: what earlier
+campaigns on this corpus found failing or reaching the most features), then new examples.
+All are counted as examples and their divergences reported alike.
+
+Reproducibility: what the generating rounds draw depends on (seed, worker, round) alone,
+never on the cache (they write to it, never read it), and what workers write during a
+campaign is never read back by it. So a seeded campaign with an empty cache (a new corpus)
+or none (`cache=False`) is reproducible from its seed; with a cache, the replayed examples
+come first and their outcome depends on what earlier campaigns left. The reports are the
+memory that counts: the cache only makes the next run start from interesting cases.
 """
 
 from __future__ import annotations
@@ -43,17 +56,35 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
-from fuzzer.campaign_corpus import WORKER, Corpus, CorpusError, Entry, EntryState
-from fuzzer.campaign_worker import RUN_KINDS, WorkerOptions, receive, send, worker_main
+from fuzzer.campaign_corpus import (
+    CACHE_DIR,
+    HYPOTHESIS_HOME,
+    WORKER,
+    Corpus,
+    CorpusError,
+    Entry,
+    EntryState,
+    ExampleCache,
+    cache_key,
+    reuse_keys,
+)
+from fuzzer.campaign_worker import (
+    ORIGIN_CACHE,
+    ORIGIN_SEED,
+    RUN_KINDS,
+    WorkerOptions,
+    receive,
+    send,
+    worker_main,
+)
 from fuzzer.coverage import known_features
 from fuzzer.divergence import Divergence, DivergenceKind, Property, Rule
 from fuzzer.report import Found, Report, ReportError
 from fuzzer.scenario import Scenario, ScenarioError
-from vm.config import ConfigError, DeviceSpec, MachineConfig
+from vm.config import ConfigError, DeviceSpec, MachineConfig, canonical_bytes
 
 DEFAULT_CORPUS: Final = Path("corpora/divergences")
 ALL_PROPERTIES: Final = tuple(Property)
-HYPOTHESIS_HOME: Final = ".hypothesis"  # in the corpus: Hypothesis's own cache
 # Properties that compare against the straight replay (they share its run).
 _NEEDS_REPLAY: Final = frozenset(
     {Property.RECORD_REPLAY, Property.STOP_CONT, Property.SNAPSHOT, Property.SEEK}
@@ -90,6 +121,8 @@ class CampaignOptions:
     # A worker silent for twice the example timeout plus this is stuck beyond what the
     # in-process limit can interrupt (C code, a blocked signal): it is killed.
     silence_grace_s: float = 10.0
+    seeds: Path | None = None  # a directory of seed scenarios (*.dfs) checked first
+    cache: bool = True  # replay and feed the corpus's example cache
 
     def __post_init__(self) -> None:
         if self.time_s is not None and not self.time_s > 0:
@@ -170,6 +203,9 @@ class Started:
     time_s: float | None
     examples: int | None
     known_signatures: int
+    seeds: int  # seed scenarios to check first
+    cache: str | None  # the example cache's directory (None: off)
+    cached: int  # examples in it for this configuration (0 when off)
 
 
 @dataclass(frozen=True)
@@ -249,6 +285,8 @@ class Summary:
     workers: int
     worker_restarts: int
     examples: int
+    seed_examples: int  # of the examples: seed scenarios
+    cached_examples: int  # ... replayed from the example cache
     shrink_checks: int
     examples_per_s: float
     divergences: int
@@ -294,6 +332,7 @@ class _Slot:
     started_at: float = 0.0
     last_heard: float = 0.0
     last_scenario: bytes | None = None  # what it was checking (for a finding if it dies)
+    replayed: bool = False  # its share of the example cache was handed out
     startup_failures: int = 0
     deaths: int = 0  # in a row, without a check in between
     failed_rounds: int = 0  # in a row: rounds that raised before a single check
@@ -308,6 +347,7 @@ class _Books:
     shrink_checks: int = 0
     divergences: int = 0
     divergent: Counter[str] = field(default_factory=Counter)  # by property
+    origins: Counter[str] = field(default_factory=Counter)  # examples by where they came from
     coverage: Counter[str] = field(default_factory=Counter)
     seconds: Counter[str] = field(default_factory=Counter)  # run time by kind
     wall: float = 0.0  # worker time spent on generated examples, generation included
@@ -330,6 +370,8 @@ class Campaign:
         self._shutting_down = False
         self._worker_options = b""
         self._last_error = ""
+        self.pending_seeds: list[bytes] = []  # seed scenarios no worker was given yet
+        self.seeds_per_round = 1
 
     def request_stop(self) -> None:
         """End the campaign at the next tick (safe from a signal handler)."""
@@ -345,7 +387,11 @@ class Campaign:
         except CorpusError as exc:
             raise CampaignError(str(exc)) from None
         try:
-            self._worker_options = self._make_worker_options(config).to_wire()
+            notices = self._load_seeds(config)
+            cache_since = time.time()  # what workers write from now on is not replayed
+            worker_options = self._make_worker_options(config, cache_since)
+            self._worker_options = worker_options.to_wire()
+            cached = ExampleCache(self._cache_dir()).entries(reuse_keys(worker_options.cache_key))
             self.started = time.monotonic()
             if options.time_s is not None:
                 self.deadline = self.started + options.time_s
@@ -360,9 +406,12 @@ class Campaign:
                     time_s=options.time_s,
                     examples=options.examples,
                     known_signatures=len(self.corpus.entries),
+                    seeds=len(self.pending_seeds),
+                    cache=str(self._cache_dir()) if options.cache else None,
+                    cached=cached if options.cache else 0,
                 )
             )
-            for line in self.corpus.unreadable:
+            for line in [*self.corpus.unreadable, *notices]:
                 self._emit(Notice(line))
             try:
                 for slot in self.slots:
@@ -376,7 +425,31 @@ class Campaign:
         finally:
             self.corpus.close()
 
-    def _make_worker_options(self, config: MachineConfig) -> WorkerOptions:
+    def _cache_dir(self) -> Path:
+        return (self.options.corpus / CACHE_DIR).absolute()
+
+    def _load_seeds(self, config: MachineConfig) -> list[str]:
+        """Read the seed scenarios and put them on the campaign's machine; one notice per
+        seed skipped."""
+        from fuzzer import seeds
+
+        directory = self.options.seeds
+        if directory is None:
+            return []
+        try:
+            found, notices = seeds.load(directory)
+        except seeds.SeedError as exc:
+            raise CampaignError(str(exc)) from None
+        for seed in found:
+            try:
+                self.pending_seeds.append(seeds.on_machine(seed.scenario, config).to_bytes())
+            except ScenarioError as exc:
+                notices.append(f"skipped seed {seed.path}: {exc}")
+        # Spread over the workers: each checks its share in its first round.
+        self.seeds_per_round = max(1, math.ceil(len(self.pending_seeds) / self.options.workers))
+        return notices
+
+    def _make_worker_options(self, config: MachineConfig, cache_since: float) -> WorkerOptions:
         options = self.options
         return WorkerOptions(
             properties=options.properties,
@@ -386,6 +459,9 @@ class Campaign:
             example_timeout_s=options.example_timeout_s,
             reruns=options.reruns,
             hypothesis_home=str((options.corpus / HYPOTHESIS_HOME).absolute()),
+            cache_dir=str(self._cache_dir()) if options.cache else None,
+            cache_key=cache_key(canonical_bytes(config), options.properties),
+            cache_since=cache_since,
         )
 
     def _emit(self, event: Event) -> None:
@@ -469,15 +545,35 @@ class Campaign:
             # Spread the last examples over the idle workers rather than giving one all.
             share = math.ceil(left / (len(idle) - position)) if left != math.inf else math.inf
             quota = int(min(self.options.chunk, share))
-            seed = derive_seed(self.options.seed, slot.index, slot.rounds)
-            slot.rounds += 1
+            round_ = self._next_round(slot, quota)
             assert slot.commands is not None
             try:
-                send(slot.commands, "round", seed=seed, examples=quota, known=corpus.known())
+                send(slot.commands, "round", known=corpus.known(), **round_)
             except OSError:
                 continue  # it is dying: its sentinel says so next
-            slot.busy, slot.quota, slot.round_examples = True, quota, 0
+            slot.busy, slot.quota, slot.round_examples = True, round_["examples"], 0
             slot.last_heard = time.monotonic()
+
+    def _next_round(self, slot: _Slot, quota: int) -> dict[str, Any]:
+        """What the worker does next: seed scenarios while some are left, then its share
+        of the example cache (once), then generating rounds. Only generating rounds count
+        towards the (worker, round) seeds, so what they draw does not depend on the
+        seeds or the cache."""
+        if self.pending_seeds:
+            take = min(quota, self.seeds_per_round)
+            chosen, self.pending_seeds = self.pending_seeds[:take], self.pending_seeds[take:]
+            return {"kind": "seeds", "seeds": chosen, "seed": 0, "examples": len(chosen)}
+        if self.options.cache and not slot.replayed:
+            slot.replayed = True
+            return {
+                "kind": "replay",
+                "part": [slot.index, self.options.workers],
+                "seed": derive_seed(self.options.seed, slot.index, -1),
+                "examples": quota,
+            }
+        seed = derive_seed(self.options.seed, slot.index, slot.rounds)
+        slot.rounds += 1
+        return {"kind": "generate", "seed": seed, "examples": quota}
 
     def _wait(self, timeout: float) -> None:
         waitables: list[Any] = []
@@ -553,6 +649,7 @@ class Campaign:
             books.shrink_checks += 1
             return
         books.examples += 1
+        books.origins[str(message.get("origin"))] += 1
         slot.round_examples += 1
         books.wall += float(message.get("wall", 0.0))
         for kind, seconds in message.get("seconds", {}).items():
@@ -804,6 +901,8 @@ class Campaign:
             workers=options.workers,
             worker_restarts=books.restarts,
             examples=books.examples,
+            seed_examples=books.origins[ORIGIN_SEED],
+            cached_examples=books.origins[ORIGIN_CACHE],
             shrink_checks=books.shrink_checks,
             examples_per_s=round(books.examples / elapsed, 3) if elapsed > 0 else 0.0,
             divergences=books.divergences,

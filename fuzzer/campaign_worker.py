@@ -10,6 +10,15 @@ still open locks the search; Hypothesis's shrinker then keeps only scenarios sho
 signature (checking only its property), the minimal one is checked again with
 localisation and re-checked a few times to classify it, and the report goes to the parent.
 
+Rounds come in three kinds, all counted as examples: "seeds" checks the seed scenarios the
+parent hands out (hand-picked cases, not shrinkable: a new signature is reported unshrunk
+and shrunk by whoever meets it next); "replay" replays this worker's share of the example
+cache (`fuzzer.campaign_corpus.ExampleCache`) through Hypothesis's reuse phase, which
+tries the examples that failed last time and then the Pareto front of the feature scores
+(what reached the most features), dropping what no longer fails; "generate" draws new
+examples. Generating rounds never read the cache (they only save to it), so what they
+draw depends on their seed alone.
+
 Messages both ways are msgpack maps (never pickle): the parent decodes reports with the
 hostile-input reader `Report.from_bytes`. Everything this process knows is also in the
 parent or on disk, so the parent can kill it at any moment.
@@ -22,9 +31,11 @@ import signal
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,6 +55,11 @@ MAX_MESSAGE: Final = 64 << 20  # a report carries a scenario (at most 8 MiB) and
 PHASE_GENERATE: Final = "generate"  # a fresh example: counted, its hits counted
 PHASE_SHRINK: Final = "shrink"  # a smaller variant of a locked example
 PHASE_CLASSIFY: Final = "classify"  # the shrunk example checked again
+# Where a generate-phase example came from (its round's kind).
+ORIGIN_SEED: Final = "seed"
+ORIGIN_CACHE: Final = "cache"
+ORIGIN_GENERATED: Final = "generated"
+ROUND_KINDS: Final = {"seeds": ORIGIN_SEED, "replay": ORIGIN_CACHE, "generate": ORIGIN_GENERATED}
 
 # What the time of each target run is charged to (see _TimedTarget.kind_of).
 RUN_KINDS: Final = (
@@ -89,6 +105,11 @@ class WorkerOptions:
     reruns: int = 3
     # Hypothesis's own storage (its cache of constants): in the corpus, not in the cwd.
     hypothesis_home: str | None = None
+    # The example cache (None: off) and its key; what was written from `cache_since` on
+    # (the campaign's start, wall-clock time) is never read.
+    cache_dir: str | None = None
+    cache_key: bytes = b""
+    cache_since: float = 0.0
 
     def to_wire(self) -> bytes:
         return msgpack.packb(
@@ -100,6 +121,9 @@ class WorkerOptions:
                 "example_timeout_s": self.example_timeout_s,
                 "reruns": self.reruns,
                 "hypothesis_home": self.hypothesis_home,
+                "cache_dir": self.cache_dir,
+                "cache_key": self.cache_key,
+                "cache_since": self.cache_since,
             },
             use_bin_type=True,
         )
@@ -115,6 +139,9 @@ class WorkerOptions:
             example_timeout_s=wire["example_timeout_s"],
             reruns=wire["reruns"],
             hypothesis_home=wire["hypothesis_home"],
+            cache_dir=wire["cache_dir"],
+            cache_key=wire["cache_key"],
+            cache_since=wire["cache_since"],
         )
 
 
@@ -151,6 +178,11 @@ class _ShrinkSpent(BaseException):
     """The shrink budget is spent: the smallest failing scenario so far is the result."""
 
 
+class _QuotaSpent(BaseException):
+    """The round has checked all the examples it was given (Hypothesis's reuse phase
+    replays every failure it has, whatever max_examples says)."""
+
+
 class Worker:
     def __init__(self, options: WorkerOptions, commands: Connection, results: Connection) -> None:
         from hypothesis.configuration import set_hypothesis_home_dir
@@ -172,6 +204,7 @@ class Worker:
         self.rounds = 0
         self.stopping = False
         self.current: _Search | None = None
+        self.origin = ORIGIN_GENERATED  # of the examples the current round checks
         self.last_check = time.perf_counter()
 
     def send(self, op: str, **fields: Any) -> None:
@@ -212,13 +245,23 @@ class Worker:
     def _round(self, message: dict[str, Any]) -> None:
         self.known |= set(message["known"])
         self.last_check = time.perf_counter()
-        search = _Search(self)
+        kind = message.get("kind", "generate")
+        self.origin = ROUND_KINDS[kind]
+        search = _Search(self, limit=message["examples"])
         self.current = search
         try:
-            found = self._find(search, seed=message["seed"], examples=message["examples"])
-            if found is not None and search.locked is not None:
-                self._finish(search, found)
-        except _Abandon:
+            if kind == "seeds":
+                self._check_seeds(search, message["seeds"])
+            else:
+                found = self._find(
+                    search,
+                    seed=message["seed"],
+                    examples=message["examples"],
+                    replay=message.get("part") if kind == "replay" else None,
+                )
+                if found is not None and search.locked is not None:
+                    self._finish(search, found)
+        except (_Abandon, _QuotaSpent):
             pass
         except Exception as exc:  # a bug of detfuzz's own, not of the machine: say so, go on
             self.send("error", message=_one_line(exc), details=traceback.format_exc()[-4000:])
@@ -227,23 +270,56 @@ class Worker:
             self.rounds += 1
             self.send("done", examples=search.examples)
 
-    def _find(self, search: _Search, *, seed: int, examples: int) -> Scenario | None:
+    def _check_seeds(self, search: _Search, seeds: Sequence[bytes]) -> None:
+        """Seed scenarios, checked as they are (the parent has read them already)."""
+        for data in seeds:
+            search.check_example(Scenario.from_bytes(data))
+
+    def _database(self, replay: Sequence[int] | None) -> Any:
+        """The example database of a round. A replay round reads this worker's share of
+        what the cache held when the campaign started; a generating round only writes.
+        Without a cache, a fresh in-memory database: Hypothesis keeps its Pareto front
+        only with a database, and drawing with one and without differs, so a campaign
+        with an empty cache and one with none draw the same examples."""
+        from hypothesis.database import InMemoryExampleDatabase
+
+        from fuzzer.campaign_corpus import ExampleCache
+
+        if self.options.cache_dir is None:
+            return InMemoryExampleDatabase()
+        part = (0, 1) if replay is None else (int(replay[0]), int(replay[1]))
+        return ExampleCache(
+            Path(self.options.cache_dir), readable_before=self.options.cache_since, part=part
+        )
+
+    def _find(
+        self, search: _Search, *, seed: int, examples: int, replay: Sequence[int] | None = None
+    ) -> Scenario | None:
         from hypothesis import HealthCheck, Phase, find, settings
         from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
 
+        database = self._database(replay)
+        if replay is not None:
+            if self.options.cache_dir is None or not _has_entries(database, self.cache_keys):
+                return None
+            # No generate phase: Hypothesis then replays up to max_examples cached
+            # examples (with one it keeps a tenth of them for replays).
+            phases = [Phase.reuse, Phase.shrink]
+        else:
+            phases = [Phase.generate, Phase.shrink]
         # From Hypothesis's own defaults, not a loaded profile (as `hunt` does): a round is
-        # reproducible from its seed wherever it runs. No example database: a seeded `find`
-        # never uses one (Hypothesis's @seed turns it off), and the reports are the memory.
+        # reproducible from its seed wherever it runs.
         config = settings(
             settings.get_profile("default"),
             max_examples=max(1, examples),
-            phases=[Phase.generate, Phase.shrink],
-            database=None,
+            phases=phases,
+            database=database,
             deadline=None,
             suppress_health_check=list(HealthCheck),
         )
         try:
-            return find(self.strategy, search, settings=config, random=Random(seed))
+            with _seeded(seed):
+                return find(self.strategy, search, settings=config, database_key=self.cache_keys[0])
         except (NoSuchExample, Unsatisfiable):
             return None
         except _ShrinkSpent:
@@ -284,6 +360,12 @@ class Worker:
             shrink_checks=search.shrink_checks,
         )
 
+    @property
+    def cache_keys(self) -> tuple[bytes, ...]:
+        from fuzzer.campaign_corpus import reuse_keys
+
+        return reuse_keys(self.options.cache_key or b"detfuzz-campaign")
+
     def check(
         self,
         scenario: Scenario,
@@ -311,6 +393,7 @@ class Worker:
         fields: dict[str, Any] = {"phase": phase}
         if phase == PHASE_GENERATE:
             fields.update(
+                origin=self.origin,
                 signatures=[str(d.signature) for d in result.divergences],
                 new=self._provisional(scenario, result),
                 coverage=dict(result.coverage),
@@ -338,8 +421,10 @@ class _Search:
     """The condition of one round's `find`: True for the first example showing a signature
     not yet known (which locks it), then for the smaller examples that keep showing it."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, *, limit: int) -> None:
         self.worker = worker
+        self.limit = limit  # examples this round may check
+        self.last_coverage: dict[str, int] = {}
         self.locked: Divergence | None = None
         self.best: Scenario | None = None
         self.examples = 0
@@ -350,21 +435,28 @@ class _Search:
         return None if self.locked is None else str(self.locked.signature)
 
     def __call__(self, scenario: Scenario) -> bool:
-        worker = self.worker
         if self.locked is not None:
             return self._shrink_step(scenario)
-        result = worker.check(scenario, worker.options.properties, PHASE_GENERATE)
-        self.examples += 1
-        _steer(result.coverage)
-        fresh = [d for d in result.divergences if str(d.signature) not in worker.known]
-        # A timeout is a fact about the host's speed: reported as it is, never shrunk (each
-        # shrink step could take the whole per-example limit).
-        lockable = [d for d in fresh if d.kind is not DivergenceKind.TIMEOUT]
+        lockable = self.check_example(scenario)
+        _steer(self.last_coverage)
         if not lockable:
             return False
         self.locked, self.best = lockable[0], scenario
-        worker.send("lock", signature=str(lockable[0].signature))
+        self.worker.send("lock", signature=str(lockable[0].signature))
         return True
+
+    def check_example(self, scenario: Scenario) -> list[Divergence]:
+        """Check one example of the round (counted); the divergences it may lock."""
+        worker = self.worker
+        if self.examples >= self.limit:
+            raise _QuotaSpent
+        result = worker.check(scenario, worker.options.properties, PHASE_GENERATE)
+        self.examples += 1
+        self.last_coverage = dict(result.coverage)
+        fresh = [d for d in result.divergences if str(d.signature) not in worker.known]
+        # A timeout is a fact about the host's speed: reported as it is, never shrunk (each
+        # shrink step could take the whole per-example limit).
+        return [d for d in fresh if d.kind is not DivergenceKind.TIMEOUT]
 
     def _shrink_step(self, scenario: Scenario) -> bool:
         locked = self.locked
@@ -377,6 +469,27 @@ class _Search:
             self.best = scenario  # the shrinker only ever tries smaller ones
             return True
         return False
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Hypothesis's searches seeded with `seed`, keeping the example database. find()'s
+    `random=` goes through @seed, which turns the database off; the seed that pytest's
+    --hypothesis-seed sets (hypothesis.core.global_force_seed) does not, and find() names
+    the database key itself. The value is what find(random=Random(seed)) would use."""
+    import hypothesis.core
+
+    previous = hypothesis.core.global_force_seed
+    hypothesis.core.global_force_seed = Random(seed).getrandbits(64)
+    try:
+        yield
+    finally:
+        hypothesis.core.global_force_seed = previous
+
+
+def _has_entries(database: Any, keys: Sequence[bytes]) -> bool:
+    """Whether the replay round has anything to replay (saves starting Hypothesis)."""
+    return any(next(iter(database.fetch(key)), None) is not None for key in keys)
 
 
 def _steer(coverage: Any) -> None:

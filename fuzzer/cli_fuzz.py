@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 SIGTERM = 15
 DEFAULT_CORPUS = "corpora/divergences"
+DEFAULT_SEEDS = "corpora/seeds"  # fuzzer.seeds.DEFAULT_DIR (not imported: start-up time)
 DEFAULT_INTERVAL_S = 10.0
 TTY_REFRESH_S = 0.5
 # fuzzer.divergence.Property's values, spelled out (a test keeps them equal): importing
@@ -40,6 +41,15 @@ is written to the corpus at once, then shrunk, re-checked --reruns times to clas
 deterministic or host-flaky, and written again; a signature the corpus knows only bumps
 its report's hit counter. Reports are written atomically, so a campaign killed at any
 moment loses no report, and running again on the same corpus carries on.
+
+A campaign checks, in this order: the seed scenarios (--seeds: hand-picked cases that
+reach every device feature), the examples cached in the corpus (CORPUS/.hypothesis/
+examples: what earlier campaigns with the same configuration saw fail or reach the most
+features, replayed through Hypothesis's example database), then new examples; all count
+as examples. The cache only speeds the next campaign up; the reports are what it knows.
+Reproducibility: a campaign is reproducible from its --seed when its cache is empty (a new
+corpus) or off (--no-cache); with a cache, the cached examples it replays first are what
+earlier campaigns left, so its outcome can differ from a run on a fresh corpus.
 
 The campaign ends at its budget (--time and/or --examples; without either, at Ctrl-C) and
 prints a summary: signatures with hits and report paths, examples run, throughput (per
@@ -128,6 +138,23 @@ def add_parsers(commands: Any) -> None:  # argparse's _SubParsersAction is priva
         default=DEFAULT_CORPUS,
         metavar="DIR",
         help=f"the reports directory: known signatures, new reports (default {DEFAULT_CORPUS})",
+    )
+    run.add_argument(
+        "--seeds",
+        metavar="DIR",
+        help=f"check the seed scenarios (*.dfs) in DIR first (default {DEFAULT_SEEDS}, when "
+        "it exists)",
+    )
+    run.add_argument(
+        "--no-seeds",
+        action="store_true",
+        help="check no seed scenarios",
+    )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither replay nor save examples in CORPUS/.hypothesis/examples (a seeded "
+        "campaign is then reproducible whatever earlier campaigns left)",
     )
     run.add_argument(
         "--example-timeout",
@@ -336,6 +363,8 @@ def _options(args: argparse.Namespace) -> Any:
         sys.path.append(os.getcwd())
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(8), "big")
     return CampaignOptions(
+        seeds=_seeds_path(args),
+        cache=not args.no_cache,
         corpus=_corpus_path(args.corpus),
         time_s=args.time,
         examples=args.examples,
@@ -358,6 +387,22 @@ def _corpus_path(text: str) -> Any:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise CliError(f"--corpus {text}: not a directory")
+    return path
+
+
+def _seeds_path(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    if args.no_seeds:
+        if args.seeds is not None:
+            raise CliError("--seeds and --no-seeds contradict each other")
+        return None
+    if args.seeds is None:
+        default = Path(DEFAULT_SEEDS)
+        return default if default.is_dir() else None
+    path = Path(args.seeds)
+    if not path.is_dir():
+        raise CliError(f"--seeds {args.seeds}: not a directory")
     return path
 
 
@@ -543,10 +588,15 @@ def _started_text(event: Any) -> str:
         extra += f", planted {', '.join(event.planted_bugs)}"
     if event.user_devices:
         extra += f", devices {', '.join(event.user_devices)}"
+    first = [_plural(event.seeds, "seed scenario")] if event.seeds else []
+    if event.cached:
+        first.append(f"the example cache ({_plural(event.cached, 'example')} in it)")
     return (
         f"detfuzz fuzz: seed {event.seed}, {_plural(event.workers, 'worker')}, {properties}"
         f"{extra}; budget {' or '.join(budget) or 'none (Ctrl-C ends it)'}; corpus "
         f"{event.corpus} ({_plural(event.known_signatures, 'known signature')})"
+        + (f"; checks first: {', '.join(first)}" if first else "")
+        + ("; example cache off" if event.cache is None else "")
     )
 
 
@@ -585,7 +635,8 @@ def render_summary(summary: Summary) -> str:
         f"detfuzz fuzz: stopped after {summary.elapsed_s:.1f} s "
         f"({_STOPPED.get(summary.stopped, summary.stopped)}); seed {summary.seed}",
         f"  examples: {summary.examples} ({summary.examples_per_s:.2f}/s with "
-        f"{_plural(summary.workers, 'worker')}, {_plural(summary.worker_restarts, 'restart')}), "
+        f"{_plural(summary.workers, 'worker')}, {_plural(summary.worker_restarts, 'restart')}; "
+        f"{summary.seed_examples} seeds, {summary.cached_examples} from the cache), "
         f"{summary.shrink_checks} shrink checks",
         f"  divergences: {summary.divergences} in {_plural(len(summary.signatures), 'signature')}"
         f", {len(summary.new_signatures)} new"

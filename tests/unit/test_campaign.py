@@ -19,15 +19,24 @@ from fuzzer.campaign import (
     CampaignError,
     CampaignOptions,
     Finding,
+    Started,
     Summary,
     derive_seed,
     event_json,
+    machine_config,
 )
-from fuzzer.campaign_corpus import Corpus, CorpusError, EntryState
+from fuzzer.campaign_corpus import (
+    CACHE_DIR,
+    Corpus,
+    CorpusError,
+    EntryState,
+    ExampleCache,
+    cache_key,
+)
 from fuzzer.divergence import Divergence, DivergenceKind, Property, Rule
 from fuzzer.report import Found, Report, load_report, save_report
 from fuzzer.scenario import Scenario
-from vm.config import DeviceSpec, MachineConfig
+from vm.config import DeviceSpec, MachineConfig, canonical_bytes
 
 RR = (Property.RECORD_REPLAY,)
 BUG = "rtc-unlogged-clock"
@@ -327,3 +336,93 @@ def test_summary_lines_are_frozen(planted):
     _, summary, _ = planted
     with pytest.raises(dataclasses.FrozenInstanceError):
         summary.examples = 0  # type: ignore[misc]
+
+
+# -- the example cache -------------------------------------------------------------------------
+
+
+def test_the_example_cache_reads_what_was_there_before_and_its_share(tmp_path):
+    cache = ExampleCache(tmp_path, max_per_key=4)
+    values = [bytes([n]) * 3 for n in range(3)]
+    for value in values:
+        cache.save(b"key", value)
+    cache.save(b"key", values[0])  # saved once
+    assert sorted(cache.fetch(b"key")) == sorted(values)
+    assert list(cache.fetch(b"other")) == []
+    # Nothing written from `readable_before` on is read.
+    cutoff = time.time()
+    time.sleep(0.02)
+    cache.save(b"key", b"later")
+    reader = ExampleCache(tmp_path, readable_before=cutoff)
+    assert sorted(reader.fetch(b"key")) == sorted(values)
+    # Two shares are disjoint and make the whole.
+    shares = [set(ExampleCache(tmp_path, part=(i, 2)).fetch(b"key")) for i in range(2)]
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == {*values, b"later"}
+    # A full key drops its oldest value for a new one.
+    cache.save(b"key", b"newest")
+    assert set(cache.fetch(b"key")) == {*values[1:], b"later", b"newest"}
+    cache.delete(b"key", b"later")
+    cache.delete(b"key", b"never saved")
+    assert b"later" not in set(cache.fetch(b"key")) and cache.entries([b"key", b"none"]) == 3
+
+
+def test_the_example_cache_skips_what_is_not_its_own(tmp_path):
+    cache = ExampleCache(tmp_path)
+    cache.save(b"key", b"value")
+    key_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    (key_dir / ".0123456789abcdef.tmp").write_bytes(b"half")  # an interrupted write
+    (key_dir / "README").write_text("not a value")
+    (key_dir / "0123456789abcdef").mkdir()  # not a file
+    assert list(cache.fetch(b"key")) == [b"value"]
+    assert cache.entries([b"key"]) == 1
+
+
+def test_cache_keys_separate_configurations():
+    config = canonical_bytes(MachineConfig())
+    planted = canonical_bytes(MachineConfig(planted_bugs=(BUG,)))
+    assert cache_key(config, RR) == cache_key(config, RR)
+    keys = {cache_key(config, RR), cache_key(planted, RR), cache_key(config, tuple(Property))}
+    assert len(keys) == 3
+
+
+def cache_files(corpus: Path) -> list[Path]:
+    return [p for p in (corpus / CACHE_DIR).rglob("*") if p.is_file()]
+
+
+def test_a_second_campaign_replays_the_cache_first(tmp_path):
+    first, _ = campaign(tmp_path, examples=10, chunk=5)
+    assert first.cached_examples == 0 and cache_files(tmp_path)
+    second, events = campaign(tmp_path, examples=10, chunk=5, seed=2)
+    assert 0 < second.cached_examples <= 5  # one replay round, of a chunk at most
+    assert second.examples == 10
+    started = events[0]
+    assert isinstance(started, Started) and started.cached > 0 and started.seeds == 0
+    assert not list(tmp_path.glob("*.dfr"))  # the cache is not reports
+    off, _ = campaign(tmp_path, examples=4, seed=2, cache=False)
+    assert off.cached_examples == 0
+
+
+def test_a_seeded_campaign_without_a_cache_is_reproducible(tmp_path):
+    fresh = [campaign(tmp_path / f"fresh{n}", examples=6)[0] for n in range(2)]
+    off, _ = campaign(tmp_path / "off", examples=6, cache=False)
+    assert fresh[0].coverage_reached == fresh[1].coverage_reached == off.coverage_reached
+    assert not cache_files(tmp_path / "off")
+
+
+def test_a_damaged_cache_costs_only_its_entries(tmp_path):
+    campaign(tmp_path, examples=5)
+    files = cache_files(tmp_path)
+    for path in files[:2]:
+        path.write_bytes(b"\x00" * 7)  # truncated
+    # Failures of the last campaign (Hypothesis replays all of them) that are garbage.
+    config = machine_config(CampaignOptions(corpus=tmp_path))
+    key = cache_key(canonical_bytes(config), tuple(Property))
+    cache = ExampleCache(tmp_path / CACHE_DIR)
+    for garbage in (b"\xff\xfe not a choice sequence", b"", bytes(range(256)) * 4):
+        cache.save(key, garbage)
+    (files[0].parent / f"{7:016x}").write_bytes(b"\x01")  # a file of another name
+    summary, events = campaign(tmp_path, examples=8, chunk=4, seed=2)
+    assert summary.examples == 8 and summary.divergences == 0
+    assert summary.cached_examples >= 1  # the empty choice sequence is a valid example
+    assert not [e for e in events if type(e).__name__ == "Notice"]
+    assert list(cache.fetch(key)) == []  # no longer failing, or undecodable: dropped

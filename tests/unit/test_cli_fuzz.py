@@ -21,7 +21,9 @@ from fuzzer.report import load_report
 
 ROOT = Path(__file__).resolve().parents[2]
 BUG = "rtc-unlogged-clock"
-QUICK = ["--workers", "1", "--seed", "1", "--max-shrinks", "20"]
+# No seed scenarios: these campaigns' few examples are all generated (the seeds' own
+# tests are in tests/ci).
+QUICK = ["--workers", "1", "--seed", "1", "--no-seeds", "--max-shrinks", "20"]
 
 
 # -- option types ------------------------------------------------------------------------------
@@ -79,6 +81,8 @@ def test_bad_devices(text):
         ["--device", "m:Dev@0x1_0000_0000"],
         ["--device-file", "/no/such/file"],
         ["--seed", "-1"],
+        ["--seeds", "/no/such/directory"],
+        ["--seeds", ".", "--no-seeds"],
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, tmp_path, capsys):
@@ -117,6 +121,8 @@ def test_help_documents_the_exit_statuses(capsys):
     out = capsys.readouterr().out
     for text in ("--time", "--examples", "--workers", "--seed", "--corpus", "--json", "130"):
         assert text in out
+    for text in ("--seeds", "--no-seeds", "--no-cache", ".hypothesis", "reproducible"):
+        assert text in out
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -150,6 +156,29 @@ def test_a_planted_bug_exits_1_and_json_parses_line_by_line(tmp_path, capsys):
     again = [json.loads(line) for line in capsys.readouterr().out.splitlines()][-1]
     first = {s["signature"] for s in summary["signatures"]}
     assert not first & {s["signature"] for s in again["signatures"] if s["new"]}
+
+
+def test_seed_scenarios_are_checked_first_and_the_cache_can_be_off(tmp_path, capsys):
+    from fuzzer.scenario import Scenario
+    from vm.config import MachineConfig
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    program = "li t0, 0x100000\nli t1, 0x5555\nsw t1, 0(t0)\n"
+    for number in range(3):
+        scenario = Scenario(config=MachineConfig(), program=program, budget=100 + number)
+        (seeds / f"s{number}.dfs").write_bytes(scenario.to_bytes())
+    (seeds / "broken.dfs").write_bytes(b"not a scenario")
+    corpus = tmp_path / "corpus"
+    argv = ["fuzz", "--json", "--examples", "4", "--corpus", str(corpus), "--no-cache"]
+    assert main([*argv, "--seeds", str(seeds), *QUICK[:4]]) == 0
+    captured = capsys.readouterr()
+    stream = [json.loads(line) for line in captured.out.splitlines()]
+    assert stream[0]["seeds"] == 3 and stream[0]["cache"] is None
+    assert stream[-1]["seed_examples"] == 3 and stream[-1]["examples"] == 4
+    notices = [e["message"] for e in stream if e["event"] == "notice"]
+    assert any("skipped seed" in n and "broken.dfs" in n for n in notices)
+    assert not (corpus / ".hypothesis" / "examples").exists()
 
 
 # -- signals (a real process) ------------------------------------------------------------------

@@ -21,9 +21,11 @@ dirty pages, so a digest costs O(pages written since the last one), not O(RAM).
 
 from __future__ import annotations
 
+import binascii
 import collections
 import enum
 import hashlib
+import operator
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -140,6 +142,26 @@ def component_digests(machine: Machine, *, cached: bool = True) -> dict[str, byt
     return components
 
 
+def sample_digests(machine: Machine) -> tuple[bytes, dict[str, bytes]]:
+    """`(digest(machine), component_digests(machine))` from one walk: the digest comes from
+    the RAM cache's running sum rather than rehashing every page's term (`combine`)."""
+    memory = _memory(machine, cached=True)
+    fields = _field_digests(machine)
+    fields["rom"] = memory.rom_digest
+    components = dict(fields)
+    names = _PAGE_NAMES
+    for page, (page_digest, _) in memory.pages.items():
+        name = names.get(page)
+        if name is None:
+            name = names[page] = ram_page_name(page)
+        components[name] = page_digest
+    return _combine(fields, memory.ram_sum), components
+
+
+# Component names of RAM pages, built once per page number (a sample names every page).
+_PAGE_NAMES: dict[int, str] = {}
+
+
 def combine(components: Mapping[str, bytes]) -> bytes:
     """The digest of a machine whose `component_digests` are `components`.
 
@@ -208,7 +230,61 @@ def digested_cpu_fields() -> tuple[str, ...]:
 
 
 def _field_digests(machine: Machine) -> dict[str, bytes]:
-    return {name: _fields_digest(fields) for name, fields in _all_fields(machine)}
+    return {name: _component_digest(name, fields) for name, fields in _all_fields(machine)}
+
+
+def _component_digest(name: str, fields: list[Field]) -> bytes:
+    """`_fields_digest(fields)`, reused when the same fields were digested before under
+    `name`: equal paths and leaves of the same exact types (1 == True, so the types are
+    compared too), hence the same encoded text and the same digest.
+
+    Devices mostly sit still between samples, and the runs of one check pass through the
+    same states at the same sample points, while hashing a component (a 64 KiB disk image
+    as hex) costs far more than comparing it. Nothing is trusted but the comparison: the
+    fields are the ones just walked, and the remembered ones are immutable (the walk copies
+    a bytearray; the other leaves are ints, strings, enum members and Shapes)."""
+    last = _LAST_FIELDS.get(name)
+    if last is not None and last[0] == fields:
+        types = _leaf_types(fields)
+        if last[1] == types:
+            return last[2]
+    else:
+        types = _leaf_types(fields)
+    seen = _SEEN_FIELDS.get(name)
+    if seen is None:
+        seen = _SEEN_FIELDS[name] = {}
+    key = tuple(fields)
+    entry = seen.get(key)  # equal fields, maybe with other leaf types (1 for True)
+    if entry is not None and entry[0] == types:
+        result = entry[1]
+    else:
+        result = _fields_digest(fields)
+        if entry is None and _bytes_held(fields) <= _SEEN_BYTES:
+            if len(seen) >= _SEEN_PER_COMPONENT:
+                del seen[next(iter(seen))]  # the oldest
+            seen[key] = (types, result)
+    _LAST_FIELDS[name] = (fields, types, result)
+    return result
+
+
+def _leaf_types(fields: list[Field]) -> list[type]:
+    return list(map(type, map(_second, fields)))
+
+
+_second = operator.itemgetter(1)
+
+
+def _bytes_held(fields: list[Field]) -> int:
+    return sum(len(leaf) for _, leaf in fields if type(leaf) is bytes)  # type: ignore[arg-type]
+
+
+# The fields last digested under each component name, their leaf types and their digest.
+_LAST_FIELDS: dict[str, tuple[list[Field], list[type], bytes]] = {}
+# Per component name, the digests of recent fields (keyed by the fields and leaf types);
+# components holding more bytes than _SEEN_BYTES are remembered only as the last fields.
+_SEEN_FIELDS: dict[str, dict[tuple[Field, ...], tuple[list[type], bytes]]] = {}
+_SEEN_PER_COMPONENT = 64
+_SEEN_BYTES = 1 << 17
 
 
 def _all_fields(machine: Machine) -> Iterator[tuple[str, list[Field]]]:
@@ -230,15 +306,26 @@ def _fields_of(machine: Machine, component: str) -> list[Field]:
 
 def _cpu_fields(cpu: CpuState) -> list[Field]:
     fields: list[Field] = []
-    for slot in digested_cpu_fields():
+    for slot, path in _CPU_PATHS:
         value = getattr(cpu, slot)
         if slot == "x":
             # Named as the ISA names them (`cpu.x5`), not as a list index.
-            for index, reg in enumerate(value):
-                _walk(reg, f"cpu.x{index}", fields, set())
+            for reg_path, reg in zip(_REG_PATHS, value, strict=False):
+                if type(reg) is int:  # what _walk does with an int, without the call
+                    fields.append((reg_path, reg))
+                else:
+                    _walk(reg, reg_path, fields, set())
+            for index in range(len(_REG_PATHS), len(value)):
+                _walk(value[index], f"cpu.x{index}", fields, set())
+        elif type(value) in _SCALARS:
+            fields.append((path, value))
         else:
-            _walk(value, f"cpu.{slot}", fields, set())
+            _walk(value, path, fields, set())
     return fields
+
+
+_CPU_PATHS = tuple((slot, f"cpu.{slot}") for slot in digested_cpu_fields())
+_REG_PATHS = tuple(f"cpu.x{index}" for index in range(32))
 
 
 def _clock_fields(vclock: VirtualClock) -> list[Field]:
@@ -250,19 +337,72 @@ def _device_fields(name: str, device: Device) -> list[Field]:
     if name in _RESERVED_COMPONENTS or name.startswith("ram["):
         raise DigestError(f"device name {name!r} collides with a digest component name")
     cls = type(device)
-    skip = DEVICE_INFRASTRUCTURE | cls.HOST_SIDE
+    paths = _ATTRIBUTE_PATHS.get((cls, name))
+    if paths is None:
+        paths = _ATTRIBUTE_PATHS[cls, name] = {}
     fields: list[Field] = []
+    append = fields.append
     for attr, value in sorted(_attributes(device).items()):
-        if attr in skip:
+        path = paths.get(attr)
+        if path is None:
+            skipped = attr in DEVICE_INFRASTRUCTURE or attr in cls.HOST_SIDE
+            path = paths[attr] = "" if skipped else f"{name}.{attr}"
+        if not path:
             continue
-        try:
-            _walk(value, f"{name}.{attr}", fields, set())
-        except _Unencodable as exc:
-            raise DigestError(
-                f"cannot digest {exc.path}: {exc.why}; if {name}.{attr} is host-side or "
-                f"transient, name {attr!r} in {cls.__qualname__}.HOST_SIDE"
-            ) from None
+        # The common attribute types first, exactly as _walk encodes them (exact types:
+        # a subclass takes _walk's general path).
+        kind = type(value)
+        if kind in _SCALARS:
+            append((path, value))
+        elif (kind is list or kind is tuple) and _INTS.issuperset(map(type, value)):
+            append((path, _seq_shape(len(value))))  # type: ignore[arg-type]
+            fields.extend(zip(_item_paths(path, len(value)), value, strict=True))  # type: ignore[arg-type]
+        elif kind is Timer:
+            _walk_timer(value, path, fields)  # type: ignore[arg-type]
+        elif kind is IrqLine:
+            append((path, _IRQ_SHAPE))
+            append((_subpath(path, "level"), value.level))  # type: ignore[attr-defined]
+        elif kind is bytearray or kind is bytes:
+            append((path, bytes(value)))  # type: ignore[arg-type]
+        else:
+            try:
+                _walk(value, path, fields, set())
+            except _Unencodable as exc:
+                raise DigestError(
+                    f"cannot digest {exc.path}: {exc.why}; if {name}.{attr} is host-side or "
+                    f"transient, name {attr!r} in {cls.__qualname__}.HOST_SIDE"
+                ) from None
     return fields
+
+
+_INTS = frozenset({int})
+_IRQ_SHAPE = Shape("IrqLine")
+_TIMER_SHAPE = Shape("Timer")
+_SEQ_SHAPES: dict[int, Shape] = {}
+_SUBPATHS: dict[tuple[str, str], str] = {}
+
+
+def _seq_shape(length: int) -> Shape:
+    shape = _SEQ_SHAPES.get(length)
+    if shape is None:
+        shape = Shape(f"seq[{length}]")
+        if len(_SEQ_SHAPES) < _ITEM_PATHS_KEPT:
+            _SEQ_SHAPES[length] = shape
+    return shape
+
+
+def _subpath(path: str, attr: str) -> str:
+    sub = _SUBPATHS.get((path, attr))
+    if sub is None:
+        sub = f"{path}.{attr}"
+        if len(_SUBPATHS) < _ITEM_PATHS_KEPT:
+            _SUBPATHS[path, attr] = sub
+    return sub
+
+
+# Per device class and name, each attribute's path ("" for one not digested: host-side or
+# infrastructure), so a digest does not format the same paths again every time.
+_ATTRIBUTE_PATHS: dict[tuple[type, str], dict[str, str]] = {}
 
 
 def _attributes(obj: object) -> dict[str, object]:
@@ -315,7 +455,7 @@ _INFRASTRUCTURE = (
     Nondet,
 )
 _OBJECT_SIZE = object.__basicsize__
-_SCALARS = (type(None), bool, int, str)
+_SCALARS = frozenset({type(None), bool, int, str})
 
 
 def _walk(value: object, path: str, out: list[Field], active: set[int]) -> None:
@@ -329,16 +469,16 @@ def _walk(value: object, path: str, out: list[Field], active: set[int]) -> None:
     `active` holds the containers on the current path, to reject cycles.
     """
     # Exact types: a subclass of int or str may carry more state than its value.
-    if value is None or (isinstance(value, bool | int | str) and type(value) in _SCALARS):
+    if type(value) in _SCALARS:
         out.append((path, value))
-    elif isinstance(value, bytes | bytearray) and type(value) in (bytes, bytearray):
+    elif type(value) in (bytes, bytearray):
         out.append((path, bytes(value)))
     elif isinstance(value, enum.Enum):
         out.append((path, value))
     elif isinstance(value, Timer):
         _walk_timer(value, path, out)
     elif isinstance(value, IrqLine):
-        out.append((path, Shape("IrqLine")))
+        out.append((path, _IRQ_SHAPE))
         out.append((f"{path}.level", value.level))
     elif isinstance(value, BottomHalf):
         _walk_bottom_half(value, path, out)
@@ -352,7 +492,7 @@ def _walk(value: object, path: str, out: list[Field], active: set[int]) -> None:
 
 def _walk_composite(value: object, path: str, out: list[Field], active: set[int]) -> None:
     if isinstance(value, list | tuple) and type(value) in (list, tuple):
-        out.append((path, Shape(f"seq[{len(value)}]")))
+        out.append((path, _seq_shape(len(value))))
         _walk_items(value, path, out, active)
     elif type(value) is collections.deque:
         out.append((path, Shape(f"deque[{len(value)}] maxlen={value.maxlen}")))
@@ -376,18 +516,33 @@ def _walk_composite(value: object, path: str, out: list[Field], active: set[int]
 
 def _walk_items(items: Iterable[object], path: str, out: list[Field], active: set[int]) -> None:
     items = list(items)
-    if all(type(item) is int for item in items):  # register arrays: skip a call per element
-        out.extend([(f"{path}[{index}]", item) for index, item in enumerate(items)])  # type: ignore[misc]
+    paths = _item_paths(path, len(items))
+    if _INTS.issuperset(map(type, items)):  # register arrays: skip a call per element
+        out.extend(zip(paths, items, strict=True))  # type: ignore[arg-type]
         return
-    for index, item in enumerate(items):
-        _walk(item, f"{path}[{index}]", out, active)
+    for item_path, item in zip(paths, items, strict=True):
+        _walk(item, item_path, out, active)
+
+
+def _item_paths(path: str, length: int) -> tuple[str, ...]:
+    paths = _ITEM_PATHS.get((path, length))
+    if paths is None:
+        paths = tuple(f"{path}[{index}]" for index in range(length))
+        if len(_ITEM_PATHS) < _ITEM_PATHS_KEPT:
+            _ITEM_PATHS[path, length] = paths
+    return paths
+
+
+# The paths of a sequence's items, per (path, length): formatted once, not at every digest.
+_ITEM_PATHS: dict[tuple[str, int], tuple[str, ...]] = {}
+_ITEM_PATHS_KEPT = 4096
 
 
 def _sorted_items(mapping: dict[object, object], path: str) -> list[tuple[object, object]]:
     """A dict's items in an order that depends only on the keys, which must be scalars."""
     keyed = []
     for key, item in mapping.items():
-        if type(key) not in (*_SCALARS, bytes) and not isinstance(key, enum.Enum):
+        if type(key) not in _SCALARS and type(key) is not bytes and not isinstance(key, enum.Enum):
             raise _Unencodable(f"{path}[{key!r}]", "dict keys must be None/bool/int/str/bytes")
         keyed.append((_leaf_code(key), key, item))  # type: ignore[arg-type]
     keyed.sort(key=lambda entry: entry[0])
@@ -395,16 +550,16 @@ def _sorted_items(mapping: dict[object, object], path: str) -> list[tuple[object
 
 
 def _walk_timer(timer: Timer, path: str, out: list[Field]) -> None:
-    out.append((path, Shape("Timer")))
-    out.append((f"{path}.clock", timer.clock.value))
+    out.append((path, _TIMER_SHAPE))
+    out.append((_subpath(path, "clock"), timer.clock.value))
     # Only a virtual, non-EXTERNAL timer is paced by the guest alone. A REALTIME or HOST
     # deadline is in host time (another host seed gives another deadline), and an EXTERNAL
     # timer fires wherever the host's main loop happens to run; the guest-visible effects
     # of those timers are in their devices' own fields.
     if timer.clock is ClockKind.VIRTUAL and not timer.external:
-        out.append((f"{path}.deadline_ns", timer.deadline_ns))
+        out.append((_subpath(path, "deadline_ns"), timer.deadline_ns))
     else:
-        out.append((f"{path}.external", timer.external))
+        out.append((_subpath(path, "external"), timer.external))
 
 
 def _walk_bottom_half(bh: BottomHalf, path: str, out: list[Field]) -> None:
@@ -440,8 +595,33 @@ def _fields_digest(fields: Iterable[Field]) -> bytes:
     """SHA-256 of the fields' text: `path NUL leaf-code NUL` each. Paths never hold a NUL
     (attribute names, indices, reprs of keys) and leaf codes are tagged and, where they
     could hold one, length-prefixed, so the text is an injective encoding."""
+    h = hashlib.sha256(_DIGEST_VERSION)
+    parts: list[str] = []
+    for path, leaf in fields:
+        kind = type(leaf)
+        if kind is int:  # by far the most common leaf: _leaf_code's first case, inline
+            parts.append(f"{path}\0I{leaf}\0")
+        elif kind is bytes and len(leaf) > _STREAMED_BYTES:  # type: ignore[arg-type]
+            # The same text, streamed: a large leaf (a disk image) is hashed as hex bytes
+            # without first being copied into one string and encoded with the rest.
+            parts.append(f"{path}\0B")
+            h.update("".join(parts).encode("utf-8", "surrogatepass"))
+            h.update(binascii.hexlify(leaf))  # type: ignore[arg-type]
+            parts = ["\0"]
+        else:
+            parts.append(f"{path}\0{_leaf_code(leaf)}\0")
+    h.update("".join(parts).encode("utf-8", "surrogatepass"))
+    return h.digest()
+
+
+_STREAMED_BYTES = 512
+
+
+def _fields_text(fields: Iterable[Field]) -> bytes:
+    """What `_fields_digest` hashes after the version prefix, built the plain way (tests
+    check the streamed digest against it)."""
     text = "".join([f"{path}\0{_leaf_code(leaf)}\0" for path, leaf in fields])
-    return hashlib.sha256(_DIGEST_VERSION + text.encode("utf-8", "surrogatepass")).digest()
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _leaf_code(leaf: Leaf) -> str:

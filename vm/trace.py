@@ -25,7 +25,7 @@ from vm.activity import Activity, callback_owner
 from vm.backends import Stimulus
 from vm.clock import ClockKind
 from vm.config import MachineConfig
-from vm.digest import ComponentState, combine, component_digests, component_state
+from vm.digest import ComponentState, component_state, sample_digests
 from vm.hostmodel import HostProfile
 from vm.loader import load_program
 from vm.machine import Machine
@@ -137,8 +137,8 @@ class Target(Protocol):
 
 
 def take_sample(machine: Machine) -> Sample:
-    components = component_digests(machine)
-    return Sample(machine.cpu.icount, combine(components), components)
+    state, components = sample_digests(machine)
+    return Sample(machine.cpu.icount, state, components)
 
 
 # Distinct small read values kept per register (status registers say most through them).

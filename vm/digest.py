@@ -363,7 +363,7 @@ def _device_fields(name: str, device: Device) -> list[Field]:
             append((path, _IRQ_SHAPE))
             append((_subpath(path, "level"), value.level))  # type: ignore[attr-defined]
         elif kind is bytearray or kind is bytes:
-            append((path, bytes(value)))  # type: ignore[arg-type]
+            append((path, _bytes_leaf(path, value)))  # type: ignore[arg-type]
         else:
             try:
                 _walk(value, path, fields, set())
@@ -375,6 +375,24 @@ def _device_fields(name: str, device: Device) -> list[Field]:
     return fields
 
 
+def _bytes_leaf(path: str, value: bytes | bytearray) -> bytes:
+    """`bytes(value)`, or the equal bytes object this path held last time: a large leaf
+    (a disk image) that did not change then compares and hashes as the same object (its
+    hash cached) rather than as a fresh copy. Equal content, so the same leaf."""
+    if len(value) <= _STREAMED_BYTES:
+        return bytes(value)
+    last = _LAST_BYTES.get(path)
+    if last is not None and last == value:
+        return last
+    leaf = bytes(value)
+    if last is not None or len(_LAST_BYTES) < _LAST_BYTES_KEPT:
+        _LAST_BYTES[path] = leaf
+    return leaf
+
+
+# Per path, the last large bytes leaf (see _bytes_leaf).
+_LAST_BYTES: dict[str, bytes] = {}
+_LAST_BYTES_KEPT = 64
 _INTS = frozenset({int})
 _IRQ_SHAPE = Shape("IrqLine")
 _TIMER_SHAPE = Shape("Timer")
@@ -472,7 +490,7 @@ def _walk(value: object, path: str, out: list[Field], active: set[int]) -> None:
     if type(value) in _SCALARS:
         out.append((path, value))
     elif type(value) in (bytes, bytearray):
-        out.append((path, bytes(value)))
+        out.append((path, _bytes_leaf(path, value)))  # type: ignore[arg-type]
     elif isinstance(value, enum.Enum):
         out.append((path, value))
     elif isinstance(value, Timer):

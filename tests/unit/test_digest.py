@@ -577,3 +577,120 @@ def test_a_value_that_contains_itself_raises():
 def test_every_device_of_the_default_machine_is_a_component():
     m = Machine()
     assert set(m.devices) <= component_digests(m).keys()
+
+
+# -- the component memo: remembered digests never stand in for changed state ----------------------
+
+
+def _fresh_component_digests(m: Machine) -> dict[str, bytes]:
+    """Every non-memory component's digest hashed from scratch, the plain way (the text
+    `_fields_digest` streams, built as one string), with no memo involved."""
+    import hashlib
+
+    return {
+        name: hashlib.sha256(vd._DIGEST_VERSION + vd._fields_text(fields)).digest()
+        for name, fields in vd._all_fields(m)
+    }
+
+
+def _memo_agrees(m: Machine) -> None:
+    components = component_digests(m)
+    fresh = _fresh_component_digests(m)
+    assert {name: components[name] for name in fresh} == fresh
+    assert digest(m) == vd.combine(components) == vd.sample_digests(m)[0]
+    assert vd.sample_digests(m)[1] == components
+
+
+probe_values = st.one_of(
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["", "a", "1"]),
+    st.binary(max_size=3),
+    st.sampled_from(list(Mode)),
+)
+probe_steps = st.one_of(
+    st.tuples(st.just("flag"), probe_values),  # rebind a scalar, across types (1 / True)
+    st.tuples(st.just("reg"), st.integers(0, 3), st.one_of(st.integers(0, 2), st.booleans())),
+    st.tuples(st.just("fifo"), st.integers(0, 1), st.integers(0, 255)),  # in place
+    st.tuples(st.just("big"), st.integers(0, 4095), st.integers(0, 255)),  # in place, streamed
+    st.tuples(st.just("state"), st.integers(0, 2)),  # a nested object's field
+    st.tuples(st.just("queue"), st.integers(0, 9)),
+    st.tuples(st.just("sample")),
+)
+
+
+@given(st.lists(probe_steps, max_size=30))
+def test_memoised_component_digests_equal_fresh_ones_after_any_changes(steps):
+    m = probe_machine()
+    probe = m.devices["probe"]
+    probe.big = bytearray(4096)  # type: ignore[attr-defined]  # above the streaming threshold
+    _memo_agrees(m)
+    for step in steps:
+        if step[0] == "flag":
+            probe.flag = step[1]  # type: ignore[attr-defined]
+        elif step[0] == "reg":
+            probe.regs[step[1]] = step[2]  # type: ignore[attr-defined]
+        elif step[0] == "fifo":
+            probe.fifo[step[1]] = step[2]  # type: ignore[attr-defined]
+        elif step[0] == "big":
+            probe.big[step[1]] = step[2]  # type: ignore[attr-defined]
+        elif step[0] == "state":
+            probe.state.count = step[1]  # type: ignore[attr-defined]
+        elif step[0] == "queue":
+            probe.queue.append(step[1])  # type: ignore[attr-defined]
+        else:
+            _memo_agrees(m)
+    _memo_agrees(m)
+
+
+def test_an_int_and_a_bool_of_equal_value_never_share_a_memoised_digest():
+    m = probe_machine()
+    probe = m.devices["probe"]
+    probe.flag = 1  # type: ignore[attr-defined]
+    as_int = component_digests(m)["probe"]
+    probe.flag = True  # type: ignore[attr-defined]  # == 1, and hashes alike in the memo's key
+    as_bool = component_digests(m)["probe"]
+    probe.flag = 1  # type: ignore[attr-defined]
+    assert component_digests(m)["probe"] == as_int != as_bool
+    probe.regs[0] = False  # type: ignore[attr-defined]  # == 0, the value it had
+    assert component_digests(m)["probe"] != as_int
+    _memo_agrees(m)
+
+
+def test_a_memoised_disk_image_is_rehashed_after_an_in_place_write(monkeypatch):
+    from vm.devices import block
+    from vm.devices.registry import BUILTIN_DEVICES
+
+    monkeypatch.setitem(BUILTIN_DEVICES, block.KIND, block.BlockDevice)
+    # The block device holds a 64 KiB disk image: a leaf above the streaming threshold.
+    m = Machine(MachineConfig(ram_size=SMALL_RAM, devices=(block.default_spec(),)))
+    disk = m.devices["block"].disk  # type: ignore[attr-defined]
+    before = component_digests(m)["block"]
+    assert component_digests(m)["block"] == before  # memoised
+    disk[40_000] ^= 0xFF  # the way a WRITE request's DMA stores into the disk
+    changed = component_digests(m)["block"]
+    assert changed != before
+    _memo_agrees(m)
+    disk[40_000] ^= 0xFF
+    assert component_digests(m)["block"] == before
+
+
+def test_memoised_digests_follow_guest_stores_device_registers_and_snapshot_loads():
+    from vm.snapshot import loadvm, savevm
+
+    m = timer_machine()
+    m.run(1_500)
+    saved = savevm(m)
+    at_save = component_digests(m)
+    m.run(1_500)  # guest stores to RAM and to CLINT / UART registers, timer interrupts
+    assert component_digests(m) != at_save
+    _memo_agrees(m)
+    m.bus.write(UART0 + 7, 1, 0x5A)  # a device register through the bus (the UART's SCR)
+    _memo_agrees(m)
+    loadvm(m, saved)
+    assert component_digests(m) == at_save
+    _memo_agrees(m)
+    other = Machine(MachineConfig(ram_size=SMALL_RAM))
+    loadvm(other, saved)
+    assert component_digests(other) == at_save

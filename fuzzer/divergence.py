@@ -154,9 +154,12 @@ class Divergence:
             lines.append(f"  replay error: {self.error.get('message')}")
         loc = self.localisation
         if loc is not None:
-            where = "in the main-loop work at" if loc.in_main_loop else "first differs at"
             pc = "" if loc.pc is None else f" (pc {loc.pc:#010x})"
-            lines.append(f"  state {where} icount {loc.icount}{pc}; equal at {loc.last_equal}")
+            if self.kind is DivergenceKind.RELOAD:
+                lines.append(f"  fields savevm/loadvm at icount {loc.icount} got wrong:")
+            else:
+                where = "in the main-loop work at" if loc.in_main_loop else "first differs at"
+                lines.append(f"  state {where} icount {loc.icount}{pc}; equal at {loc.last_equal}")
             lines += [f"    {d}" for d in loc.differences[:16]]
             if loc.activity:
                 lines.append("  around the guest just before:")

@@ -257,7 +257,7 @@ class _Checker:
             if taken.reloaded.digest != taken.state.digest or (
                 taken.reloaded_reversed.digest != taken.state.digest
             ):
-                self.found.append(_reload_divergence(taken.icount, taken))
+                self.found.append(_reload_divergence(taken.icount, taken, record.log))
                 return
         for taken in record.snapshots:
             spec = dataclasses.replace(replay_spec, start_snapshot=taken.data)
@@ -441,10 +441,15 @@ class _Checker:
         at = hi
         if self._icount_violated(got_spec) or self._engine_sensitive(ref_spec, at):
             return Rule.EXACT_ICOUNT
-        if prop in (Property.SNAPSHOT, Property.SEEK) and not self._host_sensitive(got_spec, got):
-            # The loaded machine goes its own way whatever the host does: it was not
-            # restored whole.
-            return Rule.SAVE_EVERY_FIELD
+        if prop in (Property.SNAPSHOT, Property.SEEK):
+            if self._order_sensitive(got_spec, got):
+                # Loading the device sections in another order changes what the loaded
+                # machine does: some post_load reached into another device.
+                return Rule.POST_LOAD_OWN_DEVICE
+            if not self._host_sensitive(got_spec, got):
+                # The loaded machine goes its own way whatever the host does: it was not
+                # restored whole.
+                return Rule.SAVE_EVERY_FIELD
         # A host value reached the guest around the log (a stop only lets host time pass,
         # a snapshot only starts another host: the same holds there).
         return Rule.LOGGED_INPUT
@@ -479,11 +484,26 @@ class _Checker:
         """Whether the same run with another host seed reaches other states."""
         other = self.target.run(dataclasses.replace(spec, host_seed=spec.host_seed ^ 0x5EED))
         self.runs += 1
-        return (
-            other.samples != trace.samples
-            or other.final != trace.final
-            or other.seeks != trace.seeks
+        return _differs(other, trace)
+
+    def _order_sensitive(self, spec: TargetRun, trace: Trace) -> bool:
+        """Whether the same run, loading its snapshots (the start one, the seeks') with the
+        device sections in the reverse order, reaches other states or another end."""
+        if spec.start_snapshot is None and not spec.seeks:
+            return False
+        other = self.target.run(
+            dataclasses.replace(spec, reverse_sections=not spec.reverse_sections)
         )
+        self.runs += 1
+        return _differs(other, trace) or _error_kind(other) != _error_kind(trace)
+
+
+def _differs(a: Trace, b: Trace) -> bool:
+    return a.samples != b.samples or a.final != b.final or a.seeks != b.seeks
+
+
+def _error_kind(trace: Trace) -> str | None:
+    return None if trace.error is None else type(trace.error).__name__
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -556,7 +576,7 @@ def rule_of_effects(effects: Sequence[Activity]) -> Rule | None:
     return None
 
 
-def _reload_divergence(icount: int, taken: TakenSnapshot) -> Divergence:
+def _reload_divergence(icount: int, taken: TakenSnapshot, log: bytes | None) -> Divergence:
     """A snapshot that does not reload to the machine it was taken from. If the two
     section orders give different machines, some post_load reached another device."""
     forward = differing_components(taken.state, taken.reloaded)
@@ -575,6 +595,20 @@ def _reload_divergence(icount: int, taken: TakenSnapshot) -> Divergence:
     else:
         rule = Rule.SAVE_EVERY_FIELD
         how = "the reloaded machine differs whatever the section order"
+    wrong = taken.reloaded if forward else taken.reloaded_reversed
+    # No re-runs needed to localise it: the snapshot point is the place, the loads are the
+    # work, and the run listed the fields they got wrong.
+    where = Localisation(
+        icount=icount,
+        last_equal=icount,
+        in_main_loop=True,
+        pc=None,
+        components=components,
+        differences=taken.reload_differences,
+        activity=(),
+        events=events_around(log, icount),
+        runs=0,
+    )
     return _finding(
         Property.SNAPSHOT,
         DivergenceKind.RELOAD,
@@ -583,7 +617,8 @@ def _reload_divergence(icount: int, taken: TakenSnapshot) -> Divergence:
         f"loadvm(savevm(m)) at icount {icount} is not m: {how} ({', '.join(components[:6])})",
         icount=icount,
         expected=taken.state.digest,
-        observed=taken.reloaded.digest,
+        observed=wrong.digest,
+        localisation=where,
     )
 
 

@@ -38,13 +38,21 @@ class Session:
     """One machine run to exact icounts, with optional periodic snapshots and seek."""
 
     def __init__(
-        self, machine: Machine, *, snapshot_every: int | None = None, single_step: bool = False
+        self,
+        machine: Machine,
+        *,
+        snapshot_every: int | None = None,
+        single_step: bool = False,
+        reverse_sections: bool = False,
     ) -> None:
         if snapshot_every is not None and snapshot_every <= 0:
             raise ValueError(f"snapshot_every must be positive, got {snapshot_every}")
         self.machine = machine
         self.snapshot_every = snapshot_every
         self.single_step = single_step  # interpret every instruction on its own (same result)
+        # Seeks load device sections in the reverse order: the same machine, unless some
+        # post_load reaches into another device (rule 5).
+        self.reverse_sections = reverse_sections
         self.snapshot_icounts: list[int] = []  # sorted
         self.snapshots: dict[int, bytes] = {}
         self._next_snapshot = machine.cpu.icount if snapshot_every else None
@@ -130,7 +138,7 @@ class Session:
             best = self.snapshot_icounts[index]
             if icount < current or best > current:
                 try:
-                    loadvm(machine, self.snapshots[best])
+                    loadvm(machine, self.snapshots[best], reverse_sections=self.reverse_sections)
                 except SnapshotError as exc:
                     raise SeekError(f"cannot seek through the snapshot at {best}: {exc}") from exc
                 self._next_snapshot = self._after(best) if self.snapshot_every else None

@@ -357,14 +357,16 @@ def test_the_handler_records_interrupts_from_several_sources_across_examples():
         machine, program = run_machine(scenario)
         kinds.update(interrupt_kinds(machine, program))
 
-    # Most of a run's examples are Hypothesis's mutations of a few fresh ones: enough of
-    # them that every kind shows up whatever the strategy's exact shape.
+    # Most of a run's examples are Hypothesis's mutations of a few fresh ones, and which
+    # ones it makes past the first few dozen depends on the process it runs in (seen:
+    # importing one more module before it changes them), so this asserts breadth, not a
+    # particular kind; every kind is asserted by the all-features test above.
     collect(scenarios(config=FULL, max_chunks=10, budget=30_000), 200, record)
     spec = {s.kind: s for s in FULL.devices}
     irqs = ("ns16550a", "goldfish_rtc", "block", "nic")
     plic_sources = {f"source{spec[kind].irq}" for kind in irqs}
-    assert {"cnt_mti", "cnt_msi"} <= set(kinds), kinds
-    assert plic_sources & set(kinds), kinds
+    assert "cnt_mti" in kinds and kinds.keys() & {"cnt_msi", "cnt_poll"}, kinds
+    assert len(plic_sources & set(kinds)) >= 2, kinds
     assert len(kinds) >= 4, kinds
 
 

@@ -129,6 +129,17 @@ class _Checker:
             self.found.append(_crash(prop, exc))
             return None
 
+    def _quiet_run(self, spec: TargetRun) -> Trace | None:
+        """A run whose exception is not (yet) a finding: None, and the caller decides."""
+        self.current = Property.SEEK
+        self.runs += 1
+        try:
+            return self.target.run(spec)
+        except (WallClockExceeded, KeyboardInterrupt):
+            raise
+        except Exception:
+            return None
+
     def _spec(self, mode: ReplayMode, host_seed: int, **changes: object) -> TargetRun:
         """A plain run of the scenario in `mode`, sampled at every point; stops, snapshots
         and seeks only where a property asks for them (`changes`)."""
@@ -183,9 +194,25 @@ class _Checker:
             snapshots=(),
             coverage=False,
         )
-        replay = self._run(Property.RECORD_REPLAY, replay_spec)
+        seek_spec = None
+        sought = replay = None
+        if Property.SEEK in props and self.scenario.seeks:
+            seek_spec = dataclasses.replace(
+                replay_spec,
+                snapshot_every=self.scenario.seek_interval(),
+                seeks=tuple(self.scenario.seeks),
+            )
+            sought = self._quiet_run(seek_spec)
+            if sought is not None and _replays_whole(record, sought):
+                # The seeking replay runs straight through the log before it seeks, and
+                # there it matched the recording at every sample: it serves as the straight
+                # replay too (one run fewer). Anything else, and the straight replay runs
+                # on its own, so each finding is the property's that shows it.
+                replay = sought
         if replay is None:
-            return
+            replay = self._run(Property.RECORD_REPLAY, replay_spec)
+            if replay is None:
+                return
         if Property.RECORD_REPLAY in props:
             self._record_replay(record_spec, record, replay_spec, replay)
         if replay.error is not None:
@@ -194,8 +221,11 @@ class _Checker:
             self._stops(replay_spec, replay)
         if Property.SNAPSHOT in props:
             self._snapshots(record, replay_spec, replay)
-        if Property.SEEK in props and self.scenario.seeks:
-            self._seeks(replay_spec, replay)
+        if seek_spec is not None:
+            if sought is None:  # it raised: again, as a finding of its own
+                sought = self._run(Property.SEEK, seek_spec)
+            if sought is not None:
+                self._seeks(replay_spec, replay, seek_spec, sought)
 
     # -- the properties -------------------------------------------------------------------
 
@@ -272,15 +302,7 @@ class _Checker:
             ):
                 return
 
-    def _seeks(self, replay_spec: TargetRun, replay: Trace) -> None:
-        spec = dataclasses.replace(
-            replay_spec,
-            snapshot_every=self.scenario.seek_interval(),
-            seeks=tuple(self.scenario.seeks),
-        )
-        sought = self._run(Property.SEEK, spec)
-        if sought is None:
-            return
+    def _seeks(self, replay_spec: TargetRun, replay: Trace, spec: TargetRun, sought: Trace) -> None:
         if sought.error is not None:
             self._replay_error(replay_spec, replay, spec, sought, prop=Property.SEEK)
             return
@@ -496,6 +518,17 @@ class _Checker:
         )
         self.runs += 1
         return _differs(other, trace) or _error_kind(other) != _error_kind(trace)
+
+
+def _replays_whole(record: Trace, replay: Trace) -> bool:
+    """Whether a replay consumed the whole log without error and matched the recording at
+    every sample and at the end."""
+    return (
+        replay.error is None
+        and replay.replay_complete
+        and [s.icount for s in replay.samples] == [s.icount for s in record.samples]
+        and first_difference(record, replay) is None
+    )
 
 
 def _differs(a: Trace, b: Trace) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzzer.engine import hunt
+from fuzzer.heap import settle_heap
 from fuzzer.properties import check
 from fuzzer.scenario import Scenario
 from fuzzer.strategies import scenarios
@@ -99,6 +100,9 @@ def main() -> int:
     count = args.count or (40 if args.quick else 150)
 
     drawn = draw(count, args.seed)
+    # As a campaign worker does once it has built what it keeps (fuzzer.heap); here what
+    # is kept is the drawn scenarios and the Hypothesis run that drew them.
+    settle_heap()
     plain, full, runs, found = [], [], [], 0
     start = time.perf_counter()
     for scenario in drawn:

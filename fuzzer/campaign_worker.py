@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 
 from fuzzer.divergence import Divergence, DivergenceKind, Property
+from fuzzer.heap import settle_heap
 from fuzzer.report import Found, Report
 from fuzzer.scenario import Scenario
 from vm.config import DeviceSpec
@@ -206,6 +207,7 @@ class Worker:
         self.current: _Search | None = None
         self.origin = ORIGIN_GENERATED  # of the examples the current round checks
         self.last_check = time.perf_counter()
+        settle_heap()  # what the worker keeps is built: see fuzzer.heap
 
     def send(self, op: str, **fields: Any) -> None:
         try:

@@ -538,17 +538,21 @@ class Loaded:
 
 def read_any_format(path: Path) -> Loaded:
     """Read a report of this format or an older one (converted by CONVERTERS)."""
-    from fuzzer.report import MAGIC, MAX_BYTES, REPORT_FORMAT, Report, ReportError
+    from fuzzer.report import (
+        MAGIC,
+        MAX_BYTES,
+        REPORT_FORMAT,
+        Report,
+        ReportError,
+        read_report_bytes,
+    )
     from fuzzer.wire import WireError, pack_file, unpack_file
 
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise CliError(f"{path}: {size} bytes, at most {MAX_BYTES} allowed")
-        data = path.read_bytes()
+        data = read_report_bytes(path)
         version, body = unpack_file(data, what="report", magic=MAGIC, max_bytes=MAX_BYTES)
-    except OSError as exc:
-        raise CliError(f"cannot read report {path}: {exc.strerror or exc}") from None
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
     except WireError as exc:
         raise CliError(f"{path}: {exc}") from None
     if version > REPORT_FORMAT:

@@ -197,14 +197,19 @@ def save_report(report: Report, directory: Path) -> Path:
     return path
 
 
-def load_report(path: Path) -> Report:
+def read_report_bytes(path: Path) -> bytes:
+    """A report file's bytes, refused before reading if it is larger than any report."""
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise ReportError(f"{path}: {size} bytes, at most {MAX_BYTES} allowed")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ReportError(f"cannot read report {path}: {exc.strerror or exc}") from None
+
+
+def load_report(path: Path) -> Report:
+    data = read_report_bytes(path)
     try:
         return Report.from_bytes(data)
     except ReportError as exc:

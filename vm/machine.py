@@ -773,6 +773,11 @@ class Machine:
             self._raise_stall(f"waited {REPLAY_WAIT_MAX} main-loop iterations for it")
         next_host = self._next_host_event_realtime()
         if next_host is None and not self.bottom_halves.plain_queue:
+            if self._waits == 1:
+                # The main loop's guest side has not run since the log moved here (an
+                # interrupt entered at this icount, a run resumed here): it consumes
+                # input the log has at this icount, so it goes first.
+                return
             self._raise_stall("nothing in the machine or the host can produce it")
         if next_host is not None:
             self.host_time.advance(next_host - self.host_time.realtime_ns)

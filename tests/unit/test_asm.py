@@ -3,6 +3,7 @@ errors that name the line, and differential checks against GNU as."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 from pathlib import Path
@@ -701,3 +702,65 @@ def _le(*values: int) -> bytes:
 def test_gnu_as_reference_for_the_compatibility_tests(tmp_path, source, expected):
     # The expectations of the GNU-as compatibility tests above come from GNU as itself.
     assert gnu_assemble(source, tmp_path)[: len(expected)] == expected
+
+
+def _generated_programs(count: int, seed: int) -> list[str]:
+    """The programs of `count` scenarios of the default strategy (seeded: Hypothesis's own
+    defaults, not the loaded profile, as `fuzzer.engine.hunt` does)."""
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from fuzzer.strategies import scenarios
+
+    programs: list[str] = []
+    config = settings(
+        settings.get_profile("default"),
+        max_examples=count,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    with contextlib.suppress(NoSuchExample):
+        find(
+            scenarios(),
+            lambda scenario: programs.append(scenario.program) or False,
+            settings=config,
+            random=random.Random(seed),
+        )
+    return programs[:count]
+
+
+def gnu_symbols(tmp_path: Path) -> dict[str, int]:
+    """Label and .equ values of the object `gnu_assemble` left behind (its only section
+    is .text, linked at RAM_BASE), without the ISA mapping symbols ($x...)."""
+    from conftest import require_tool
+
+    listing = subprocess.run(
+        [require_tool("riscv64-unknown-elf-nm"), str(tmp_path / "t.o")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    symbols = {}
+    for row in listing.splitlines():
+        value, kind, name = row.split()
+        if not name.startswith("$"):
+            symbols[name] = int(value, 16) + (RAM_BASE if kind in "tT" else 0)
+    return symbols
+
+
+def test_generated_programs_assemble_like_gnu_as(tmp_path):
+    # The programs a campaign assembles most (the fast paths of the assembler are for
+    # them): image and every symbol as GNU as and ld make them. GNU pads the end of .text
+    # to its largest alignment with nops, so only nops may follow our image there.
+    programs = _generated_programs(30, seed=7)
+    assert len(programs) == 30
+    nop = encode("addi").to_bytes(4, "little")
+    for source in programs:
+        ours = assemble_program(source, base=RAM_BASE)
+        theirs = gnu_assemble(source, tmp_path)
+        assert theirs[: len(ours.image)] == ours.image
+        padding = theirs[len(ours.image) :]
+        assert len(ours.image) % 4 == 0 and padding == nop * (len(padding) // 4)
+        assert {k: v & MASK32 for k, v in ours.symbols.items()} == gnu_symbols(tmp_path)

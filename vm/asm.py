@@ -14,13 +14,15 @@ Errors raise `AsmError` naming the line. Expressions are parsed, never eval'ed.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vm.csr import CSR_BY_NAME
-from vm.isa import ABI_NAMES, BY_NAME, Fmt, Insn, Operands
+from vm.isa import ABI_NAMES, BY_NAME, INSNS, Fmt, Insn, Operands
 from vm.isa import encode as encode_fields
 
 MASK32 = 0xFFFF_FFFF
@@ -48,7 +50,7 @@ def encode(
     if insn is None:
         raise AsmError(f"unknown instruction {name!r}")
     _check_fields(insn, rd=rd, rs1=rs1, rs2=rs2, imm=imm, csr=csr)
-    return encode_fields(insn, Operands(rd=rd, rs1=rs1, rs2=rs2, imm=imm, csr=csr))
+    return encode_fields(insn, Operands(rd, rs1, rs2, imm, csr))
 
 
 _IMM_RANGES: dict[Fmt, tuple[int, int, int]] = {
@@ -63,17 +65,23 @@ _IMM_RANGES: dict[Fmt, tuple[int, int, int]] = {
     Fmt.CSRI: (0, 31, 1),
     Fmt.FENCE: (0, 255, 1),
 }
+# The same by instruction name: hashing a str is cached, hashing an Enum member is a
+# Python-level call, and this is looked up for every instruction assembled.
+_IMM_RANGE_OF: dict[str, tuple[int, int, int] | None] = {
+    insn.name: _IMM_RANGES.get(insn.fmt) for insn in INSNS
+}
 
 
 def _check_fields(insn: Insn, *, rd: int, rs1: int, rs2: int, imm: int, csr: int) -> None:
-    for label, reg in (("rd", rd), ("rs1", rs1), ("rs2", rs2)):
-        if not 0 <= reg < 32:
-            raise AsmError(f"{insn.name}: {label} {reg} is not a register number")
+    if not (0 <= rd < 32 and 0 <= rs1 < 32 and 0 <= rs2 < 32):  # one test on the hot path
+        for label, reg in (("rd", rd), ("rs1", rs1), ("rs2", rs2)):
+            if not 0 <= reg < 32:
+                raise AsmError(f"{insn.name}: {label} {reg} is not a register number")
     if insn.fmt is Fmt.U:
         if imm & 0xFFF or not -(1 << 31) <= imm <= MASK32:
             raise AsmError(f"{insn.name}: upper immediate {imm:#x} must be a multiple of 4096")
-    elif insn.fmt in _IMM_RANGES:
-        low, high, align = _IMM_RANGES[insn.fmt]
+    elif (limits := _IMM_RANGE_OF[insn.name]) is not None:
+        low, high, align = limits
         if not low <= imm <= high or imm % align:
             raise AsmError(f"{insn.name}: immediate {imm} out of range [{low}, {high}]")
     if not 0 <= csr < 4096:
@@ -181,20 +189,142 @@ class _Expr:
 
 
 def _apply(op: str, a: int, b: int) -> int:
-    if op in ("/", "%") and b == 0:
+    return _OPERATORS[op](a, b)
+
+
+def _divide(a: int, b: int) -> int:
+    if b == 0:
         raise AsmError("division by zero in expression")
-    return {
-        "|": lambda: a | b,
-        "^": lambda: a ^ b,
-        "&": lambda: a & b,
-        "<<": lambda: a << b,
-        ">>": lambda: a >> b,
-        "+": lambda: a + b,
-        "-": lambda: a - b,
-        "*": lambda: a * b,
-        "/": lambda: int(a / b),
-        "%": lambda: a % b,
-    }[op]()
+    return int(a / b)
+
+
+def _modulo(a: int, b: int) -> int:
+    if b == 0:
+        raise AsmError("division by zero in expression")
+    return a % b
+
+
+_OPERATORS: dict[str, Callable[[int, int], int]] = {
+    "|": operator.or_,
+    "^": operator.xor,
+    "&": operator.and_,
+    "<<": operator.lshift,
+    ">>": operator.rshift,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": _divide,
+    "%": _modulo,
+}
+
+
+# An expression compiled to a closure: (lookup, here) -> value. Generated programs repeat
+# the same operand texts ("0", "t0", "UART", "data_page + 8") thousands of times, and each
+# is needed in both passes: tokenizing and parsing them once per text, not once per use,
+# was most of the expression cost.
+_Lookup = Callable[[str], int]
+_Compiled = Callable[[_Lookup, int], int]
+
+
+class _Compiler(_Expr):
+    """The grammar of `_Expr` (same tokens, same precedence), building closures instead of
+    values. A closure evaluates its operands in the order `_Expr` does (left, then right,
+    then the operator), so it looks up the same symbols and fails the same way."""
+
+    def compiled(self) -> _Compiled:
+        node = self._node(0)
+        if self.pos != len(self.tokens):
+            raise AsmError(f"unexpected {self.tokens[self.pos][1]!r} in expression")
+        return node
+
+    def _node(self, level: int) -> _Compiled:
+        if level == len(self._LEVELS):
+            return self._leaf()
+        left = self._node(level + 1)
+        while (
+            (tok := self._peek()) is not None and tok[0] == "op" and tok[1] in self._LEVELS[level]
+        ):
+            self.pos += 1
+            left = _binary_node(_OPERATORS[tok[1]], left, self._node(level + 1))
+        return left
+
+    def _leaf(self) -> _Compiled:
+        tok = self._peek()
+        if tok is None:
+            raise AsmError("expression ends too early")
+        self.pos += 1
+        kind, text = tok
+        if kind == "op" and text in _UNARY:
+            return _unary_node(_UNARY[text], self._leaf())
+        if kind == "op" and text == "(":
+            inner = self._node(0)
+            self._expect(")")
+            return inner
+        if kind == "func":
+            self._expect("(")
+            inner = self._node(0)
+            self._expect(")")
+            return _hi_lo_node(inner, low_part=text == "%lo")
+        if kind == "num":
+            if text[-1] in "bf" and not text.lower().startswith(("0x", "0b")):
+                return _symbol_node(text)
+            return _constant_node(int(text, 0))
+        if kind == "char":
+            body = text[1:-1]
+            return _constant_node(ord(body.encode().decode("unicode_escape")))
+        if kind == "name":
+            return _here_node if text == "." else _symbol_node(text)
+        raise AsmError(f"unexpected {text!r} in expression")
+
+
+_UNARY: dict[str, Callable[[int], int]] = {
+    "-": operator.neg,
+    "+": operator.pos,
+    "~": operator.invert,
+}
+
+
+def _constant_node(value: int) -> _Compiled:
+    return lambda lookup, here: value
+
+
+def _here_node(lookup: _Lookup, here: int) -> int:
+    return here
+
+
+def _symbol_node(name: str) -> _Compiled:
+    return lambda lookup, here: int(lookup(name))
+
+
+def _unary_node(op: Callable[[int], int], inner: _Compiled) -> _Compiled:
+    return lambda lookup, here: op(inner(lookup, here))
+
+
+def _binary_node(op: Callable[[int, int], int], left: _Compiled, right: _Compiled) -> _Compiled:
+    return lambda lookup, here: op(left(lookup, here), right(lookup, here))
+
+
+def _hi_lo_node(inner: _Compiled, *, low_part: bool) -> _Compiled:
+    def evaluate(lookup: _Lookup, here: int) -> int:
+        value = inner(lookup, here) & MASK32
+        low = ((value & 0xFFF) ^ 0x800) - 0x800
+        return low if low_part else ((value - low) >> 12) & 0xFFFFF
+
+    return evaluate
+
+
+@functools.lru_cache(maxsize=8192)
+def _compile(text: str) -> _Compiled:
+    """`text` compiled once (a bounded cache: a campaign assembles many programs).
+
+    Any text that does not compile (a syntax error, a literal int() or the escape decoder
+    rejects) is left to `_Expr` at each use: it interleaves parsing with evaluation, so
+    which error it reports (or whether an unresolved symbol comes first) depends on the
+    symbols, and only `_Expr` itself reproduces that exactly."""
+    try:
+        return _Compiler(text, None, 0).compiled()
+    except Exception:  # whatever it is, _Expr raises it again at each use
+        return lambda lookup, here: _Expr(text, lookup, here).value()
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,8 +340,39 @@ class _Unresolved(Exception):
 
 @dataclass(slots=True)
 class _Line:
+    """One statement, parsed once for both passes."""
+
     number: int
-    text: str
+    text: str  # as the error messages quote it: labels included, comments not
+    labels: tuple[str, ...]  # the labels before the statement, in order
+    head: str  # the mnemonic or directive, lower-cased; "" if the line only has labels
+    ops: list[str]  # the operands, split at top-level commas
+    # Pass 1's bytes for this statement and the address they went to, when they depend
+    # on no symbol and the statement changes no state (see `_Assembler._line`).
+    data: bytes | None = None
+    address: int = -1
+
+
+_LABEL = re.compile(r"([A-Za-z_.$][\w.$]*|\d+)\s*:(?!=)")
+_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_MEMORY_OPERAND = re.compile(r"(.*)\(\s*([\w$]+)\s*\)")
+
+
+def _parse_line(number: int, text: str) -> _Line:
+    """Labels, head and operands of one stripped, non-empty statement."""
+    labels = []
+    rest = text
+    if ":" in rest:
+        while (m := _LABEL.match(rest)) is not None:
+            labels.append(m.group(1))
+            rest = rest[m.end() :].strip()
+    if not rest:
+        return _Line(number, text, tuple(labels), "", [])
+    # As re.match(r"(\S+)\s*(.*)") would: str.split and \s agree on what whitespace is,
+    # and a line has no line breaks left for `.` to stop at.
+    parts = rest.split(None, 1)
+    operands = parts[1].strip() if len(parts) > 1 else ""
+    return _Line(number, text, tuple(labels), parts[0].lower(), _split_operands(operands))
 
 
 @dataclass
@@ -236,6 +397,8 @@ def assemble_program(source: str, *, base: int = 0x8000_0000) -> Program:
 
 
 def _split_operands(text: str) -> list[str]:
+    if '"' not in text:
+        return _split_plain_operands(text)
     parts: list[str] = []
     depth = 0
     current = ""
@@ -255,6 +418,27 @@ def _split_operands(text: str) -> list[str]:
         current += ch
     if current.strip():
         parts.append(current.strip())
+    return parts
+
+
+def _split_plain_operands(text: str) -> list[str]:
+    """`_split_operands` for text without a string literal, by str.split: a comma splits
+    where the parentheses before it balance (an excess `)` keeps later commas too, as in
+    the loop), an empty operand is kept except at the end."""
+    pieces = text.split(",")
+    parts: list[str] = []
+    pending: str | None = None  # pieces joined while their parentheses do not balance
+    depth = 0
+    for piece in pieces[:-1]:
+        pending = piece if pending is None else f"{pending},{piece}"
+        if "(" in piece or ")" in piece:
+            depth += piece.count("(") - piece.count(")")
+        if depth == 0:
+            parts.append(pending.strip())
+            pending = None
+    last = (pieces[-1] if pending is None else f"{pending},{pieces[-1]}").strip()
+    if last:
+        parts.append(last)
     return parts
 
 
@@ -310,12 +494,25 @@ class _Assembler:
 
     @staticmethod
     def _lines(source: str) -> list[_Line]:
-        source = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group().count("\n"), source, flags=re.S)
+        if "/*" in source:
+            source = _BLOCK_COMMENT.sub(lambda m: "\n" * m.group().count("\n"), source)
         out = []
         for number, raw in enumerate(source.splitlines(), start=1):
-            for piece in _split_statements(_strip_comment(raw)):
-                if piece.strip():
-                    out.append(_Line(number, piece.strip()))
+            if '"' in raw or "'" in raw:
+                pieces = _split_statements(_strip_comment(raw))
+            else:
+                # Without quotes a comment is everything from the first # or //, and every
+                # ; separates statements: what the character loops find, at C speed.
+                code = raw
+                if "#" in code:
+                    code = code[: code.index("#")]
+                if "//" in code:
+                    code = code[: code.index("//")]
+                pieces = code.split(";") if ";" in code else [code]
+            for piece in pieces:
+                statement = piece.strip()
+                if statement:
+                    out.append(_parse_line(number, statement))
         return out
 
     def run(self) -> Program:
@@ -332,30 +529,39 @@ class _Assembler:
         self.local_seen: dict[str, int] = {}
         for line in self.lines:
             try:
-                self._line(line.text, out)
+                self._line(line, out)
             except AsmError as exc:
                 raise AsmError(f"line {line.number}: {exc} in {line.text!r}") from None
             except _Unresolved as exc:
                 raise AsmError(f"line {line.number}: undefined symbol {exc}") from None
         return out
 
-    def _line(self, text: str, out: bytearray) -> None:
-        while True:
-            m = re.match(r"([A-Za-z_.$][\w.$]*|\d+)\s*:(?!=)", text)
-            if m is None:
-                break
-            self._define_label(m.group(1), self.base + len(out))
-            text = text[m.end() :].strip()
-        if not text:
+    def _line(self, line: _Line, out: bytearray) -> None:
+        start = len(out)
+        here = self.base + start
+        for label in line.labels:
+            self._define_label(label, here)
+        head = line.head
+        if not head:
             return
-        m = re.match(r"(\S+)\s*(.*)", text)
-        assert m is not None  # text is non-empty
-        head, rest = m.group(1).lower(), m.group(2).strip()
-        if head.startswith("."):
-            self._directive(head, rest, out)
+        if line.data is not None and line.address == here:
+            # Pass 2 of a statement whose bytes depend only on its text and address: what
+            # pass 1 produced (most of a generated program: li of a number, register ALU
+            # ops, loads and stores off a register).
+            out += line.data
+            return
+        self.looked_up = False
+        if head[0] == ".":
+            self._directive(head, line.ops, out)
         else:
-            for word in self._instruction(head, _split_operands(rest), self.base + len(out)):
-                out += struct.pack("<I", word & MASK32)
+            for word in self._instruction(head, line.ops, here):
+                out += _pack_word(word & MASK32)
+        if not self.final and not self.looked_up and head not in _STATEFUL_DIRECTIVES:
+            # Nothing looked up a symbol (so no value can change by pass 2, and the
+            # forward-reference leniency of pass 1 played no part), nothing but bytes
+            # came out: pass 2 would produce the same bytes at the same address.
+            line.data = bytes(out[start:])
+            line.address = here
 
     def _define_label(self, name: str, address: int) -> None:
         if name.isdigit():
@@ -370,6 +576,7 @@ class _Assembler:
         self.symbols[name] = address
 
     def _lookup(self, name: str) -> int:
+        self.looked_up = True
         if name[:-1].isdigit() and name[-1] in "bf":
             digits = name[:-1]
             addresses = self.locals.get(digits, [])
@@ -385,7 +592,7 @@ class _Assembler:
         raise _Unresolved(name)
 
     def _eval(self, text: str, here: int) -> int:
-        return _Expr(text, self._lookup, here).value()
+        return _compile(text)(self._lookup, here)
 
     def _operand(self, text: str, here: int) -> int:
         """An instruction's immediate: in pass 1 a forward reference stands in as 0 (an
@@ -404,9 +611,8 @@ class _Assembler:
 
     # -- directives -------------------------------------------------------------------
 
-    def _directive(self, name: str, rest: str, out: bytearray) -> None:
+    def _directive(self, name: str, args: list[str], out: bytearray) -> None:
         here = self.base + len(out)
-        args = _split_operands(rest)
         if name in (".text", ".data", ".bss", ".section"):
             section = args[0] if name == ".section" and args else name
             self.in_code = section.startswith(".text")
@@ -465,17 +671,20 @@ class _Assembler:
     # -- instructions -----------------------------------------------------------------
 
     def _reg(self, text: str) -> int:
-        reg = REGISTERS.get(text.strip().lower())
+        reg = REGISTERS.get(text)  # operands come stripped, and mostly lower-case
+        if reg is None:
+            reg = REGISTERS.get(text.strip().lower())
         if reg is None:
             raise AsmError(f"{text!r} is not a register")
         return reg
 
     def _mem(self, text: str, here: int) -> tuple[int, int]:
-        m = re.fullmatch(r"(.*)\(\s*([\w$]+)\s*\)", text.strip())
-        if m is None:
+        form = _memory_form(text)
+        if form is None:
             raise AsmError(f"{text!r} is not a memory operand imm(reg)")
-        offset = self._operand(m.group(1), here) if m.group(1).strip() else 0
-        return offset, self._reg(m.group(2))
+        offset_text, register = form
+        offset = self._operand(offset_text, here) if offset_text.strip() else 0
+        return offset, self._reg(register)
 
     def _csr(self, text: str, here: int) -> int:
         number = CSR_BY_NAME.get(text.strip().lower())
@@ -496,7 +705,7 @@ class _Assembler:
 
     def _canonical(self, insn: Insn, ops: list[str], here: int) -> int:
         fmt = insn.fmt
-        arity = _ARITY[fmt]
+        arity = _ARITY_OF[insn.name]
         if len(ops) != arity:
             raise AsmError(f"{insn.name} takes {arity} operands, got {len(ops)}")
         if fmt is Fmt.R:
@@ -546,14 +755,29 @@ class _Assembler:
         return encode(insn.name)  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
+def _memory_form(text: str) -> tuple[str, str] | None:
+    """The offset and register texts of `imm(reg)`, once per operand text."""
+    m = _MEMORY_OPERAND.fullmatch(text.strip())
+    return None if m is None else (m.group(1), m.group(2))
+
+
+_pack_word = struct.Struct("<I").pack
+
+# Directives with an effect besides their bytes: pass 2 must run them again.
+_STATEFUL_DIRECTIVES = frozenset({".text", ".data", ".bss", ".section", ".equ", ".set"})
+
 _ARITY = {
     Fmt.R: 3, Fmt.I: 3, Fmt.SHIFT: 3, Fmt.LOAD: 2, Fmt.S: 2, Fmt.B: 3, Fmt.U: 2, Fmt.J: 2,
     Fmt.JALR: 2, Fmt.CSR: 3, Fmt.CSRI: 3, Fmt.FENCE: 2, Fmt.NONE: 0,
 }  # fmt: skip
 
 
+_ARITY_OF: dict[str, int] = {insn.name: _ARITY[insn.fmt] for insn in INSNS}  # see _IMM_RANGE_OF
+
+
 def _canonical_arity(name: str) -> int:
-    return _ARITY[BY_NAME[name].fmt]
+    return _ARITY_OF[name]
 
 
 def _fence_set(text: str) -> int:

@@ -192,3 +192,29 @@ def test_observations_dumps_and_activity_come_back_in_the_trace(recording):
     assert trace.dump is not None and set(trace.dump) == {"cpu", "uart0"}
     assert any(path == "cpu.pc" for path, _ in trace.dump["cpu"])
     assert any(a.owner == "clint" for a in trace.activity)
+
+
+def test_a_stop_that_runs_the_host_dry_does_not_stall_a_replay_before_its_guest_side():
+    """The log has two characters at one icount with an interrupt entered between them,
+    and a stop earlier let host time run past everything the host had scheduled: the
+    replay must let its guest side take the second character before it calls the wait a
+    stall (it stalled at once; found by the fuzzer on the correct machine, see
+    corpora/README.md, Fixed reports)."""
+    from pathlib import Path
+
+    from fuzzer.report import load_report
+
+    report = load_report(
+        Path(__file__).parents[2] / "corpora/divergences/stop-cont--replay--logged-input.dfr"
+    )
+    scenario = report.scenario
+    assert scenario.stops and not scenario.config.planted_bugs
+    target = BuiltinTarget()
+    points = tuple(sorted({*scenario.samples, *(stop.icount for stop in scenario.stops)}))
+    plain = {"samples": points, "snapshots": (), "seeks": (), "snapshot_every": None}
+    record = target.run(scenario.trace_run(ReplayMode.RECORD, stops=(), **plain))
+    replay = scenario.trace_run(ReplayMode.REPLAY, scenario.host_seeds[1], **plain)
+    for stops in ((), scenario.stops):
+        run = target.run(dataclasses.replace(replay, log=record.log, stops=stops))
+        assert run.error is None, run.error.render()
+        assert run.replay_complete and run.final == record.final

@@ -110,6 +110,18 @@ def add_host_seed_option(parser: argparse.ArgumentParser, help_text: str) -> Non
     parser.add_argument("--host-seed", type=parse_host_seed, default=0, metavar="N", help=help_text)
 
 
+def add_allow_device_option(parser: argparse.ArgumentParser) -> None:
+    """`--device MODULE:CLASS`: the user devices a report names that may be imported
+    (never imported unless given here)."""
+    parser.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="allow this user device (as named in the report) to be imported; repeatable",
+    )
+
+
 # -- the machine and the program -------------------------------------------------------------
 
 

@@ -52,7 +52,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from fuzzer.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, note
+from fuzzer.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_allow_device_option,
+    note,
+)
 
 if TYPE_CHECKING:
     from fuzzer.report import Report, ReportStatus, Reproduction
@@ -226,16 +233,6 @@ def _paths_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        action="append",
-        default=[],
-        metavar="MODULE:CLASS",
-        help="allow this user device (as named in a report) to be imported; repeatable",
-    )
-
-
 def _add_ls(actions: Any) -> None:
     ls = actions.add_parser(
         "ls",
@@ -262,7 +259,7 @@ def _add_check(actions: Any) -> None:
         action="store_true",
         help="a stale report is listed but does not make the exit status non-zero",
     )
-    _device_option(check)
+    add_allow_device_option(check)
 
 
 def _add_status(actions: Any, name: str, summary: str, description: str, epilog: str) -> None:
@@ -283,7 +280,7 @@ def _add_migrate(actions: Any) -> None:
     migrate.add_argument(
         "paths", nargs="+", metavar="REPORT|DIR", help="a report file, or a corpus directory"
     )
-    _device_option(migrate)
+    add_allow_device_option(migrate)
 
 
 # -- finding and locking report files ------------------------------------------------------

@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from fuzzer.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError, parse_int
+from fuzzer.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    parse_count,
+    parse_int,
+)
 
 if TYPE_CHECKING:
     from fuzzer.campaign import Event, Progress, Summary
@@ -165,7 +172,7 @@ def add_parsers(commands: Any) -> None:  # argparse's _SubParsersAction is priva
     )
     run.add_argument(
         "--max-shrinks",
-        type=_count,
+        type=parse_count,
         default=500,
         metavar="N",
         help="checks one shrink may take (default 500)",
@@ -226,13 +233,6 @@ def _positive(text: str) -> int:
     value = parse_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = parse_int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
     return value
 
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fuzzer.cli_common import EXIT_FAILED, EXIT_OK, CliError, note
+from fuzzer.cli_common import EXIT_FAILED, EXIT_OK, CliError, add_allow_device_option, note
 
 SHOW_DESCRIPTION = (
     "Render a divergence report for a person: the signature (property, first diverging "
@@ -34,13 +34,7 @@ def add_parsers(commands: Any) -> None:  # argparse's _SubParsersAction is priva
         "repro", help="re-run a divergence report", description=REPRO_DESCRIPTION
     )
     repro.add_argument("report", metavar="REPORT", help="a report file (.dfr)")
-    repro.add_argument(
-        "--device",
-        action="append",
-        default=[],
-        metavar="MODULE:CLASS",
-        help="allow this user device (as named in the report) to be imported; repeatable",
-    )
+    add_allow_device_option(repro)
 
 
 def _load(path: str) -> Any:

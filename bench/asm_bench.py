@@ -18,11 +18,9 @@ keeps the digest, so before and after can be compared.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import hashlib
 import pstats
-import random
 import statistics
 import sys
 import time
@@ -30,10 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hypothesis import HealthCheck, Phase, find, settings
-from hypothesis.errors import NoSuchExample
 
 import vm.asm
+from fuzzer.engine import draw_examples
 from fuzzer.strategies import scenarios
 from vm.asm import Program, assemble_program
 from vm.memory import RAM_BASE
@@ -41,23 +38,7 @@ from vm.memory import RAM_BASE
 
 def draw_programs(count: int, seed: int) -> list[str]:
     """The programs of `count` scenarios of the default strategy, the same for a seed."""
-    programs: list[str] = []
-
-    def collect(scenario) -> bool:  # type: ignore[no-untyped-def]
-        programs.append(scenario.program)
-        return False  # never satisfied: Hypothesis keeps generating
-
-    config = settings(
-        settings.get_profile("default"),
-        max_examples=count,
-        phases=[Phase.generate],
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    with contextlib.suppress(NoSuchExample):
-        find(scenarios(), collect, settings=config, random=random.Random(seed))
-    return programs[:count]
+    return [scenario.program for scenario in draw_examples(scenarios(), count=count, seed=seed)]
 
 
 def program_digest(program: Program) -> bytes:

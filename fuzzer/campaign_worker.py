@@ -297,8 +297,10 @@ class Worker:
     def _find(
         self, search: _Search, *, seed: int, examples: int, replay: Sequence[int] | None = None
     ) -> Scenario | None:
-        from hypothesis import HealthCheck, Phase, find, settings
+        from hypothesis import Phase, find
         from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
+
+        from fuzzer.engine import search_settings
 
         database = self._database(replay)
         if replay is not None:
@@ -309,16 +311,8 @@ class Worker:
             phases = [Phase.reuse, Phase.shrink]
         else:
             phases = [Phase.generate, Phase.shrink]
-        # From Hypothesis's own defaults, not a loaded profile (as `hunt` does): a round is
-        # reproducible from its seed wherever it runs.
-        config = settings(
-            settings.get_profile("default"),
-            max_examples=max(1, examples),
-            phases=phases,
-            database=database,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        # Reproducible from its seed wherever it runs, as `hunt` is.
+        config = search_settings(max_examples=max(1, examples), phases=phases, database=database)
         try:
             with _seeded(seed):
                 return find(self.strategy, search, settings=config, database_key=self.cache_keys[0])

@@ -13,19 +13,24 @@ each example goes to Hypothesis (`target`, `event`) to steer generation.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hypothesis import HealthCheck, Phase, event, find, settings, target
+from hypothesis.database import ExampleDatabase
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 from hypothesis.strategies import SearchStrategy
 
 from fuzzer.divergence import Divergence, Property, Signature
 from fuzzer.properties import ALL_PROPERTIES, CheckResult, check
 from fuzzer.scenario import Scenario
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,38 @@ def _steer(result: CheckResult) -> None:
         event(f"feature {name.split('.', 1)[-1]}")
 
 
+def search_settings(
+    *, max_examples: int, phases: Sequence[Phase], database: ExampleDatabase | None = None
+) -> settings:
+    """The settings of a seeded search: from Hypothesis's own defaults, not the loaded
+    profile, so a search is reproducible from its seed wherever it runs (pytest loads a
+    profile, a campaign does not). No deadline or health check: a check takes tens of
+    milliseconds to seconds, and drawing a scenario is slow by design."""
+    return settings(
+        settings.get_profile("default"),
+        max_examples=max_examples,
+        phases=list(phases),
+        database=database,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def draw_examples(strategy: SearchStrategy[T], *, count: int, seed: int) -> list[T]:
+    """The first `count` examples a seeded search of `strategy` draws, checking nothing
+    (the same ones for a seed, as `hunt` would meet them)."""
+    drawn: list[T] = []
+
+    def keep(example: T) -> bool:
+        drawn.append(example)
+        return False  # never satisfied: Hypothesis keeps generating
+
+    with contextlib.suppress(NoSuchExample, Unsatisfiable):
+        config = search_settings(max_examples=count, phases=[Phase.generate])
+        find(strategy, keep, settings=config, random=random.Random(seed))
+    return drawn[:count]
+
+
 def hunt(
     strategy: SearchStrategy[Scenario],
     *,
@@ -117,15 +154,8 @@ def hunt(
     state = _State(
         tuple(properties), wall_clock_s, on_example=on_example, max_shrink_checks=max_shrinks
     )
-    # From Hypothesis's own defaults, not the loaded profile: a hunt is reproducible from
-    # its seed wherever it runs (pytest loads a profile, a campaign does not).
-    config = settings(
-        settings.get_profile("default"),
-        max_examples=max_examples,
-        phases=[Phase.generate, *([Phase.shrink] if shrink else [])],
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
+    config = search_settings(
+        max_examples=max_examples, phases=[Phase.generate, *([Phase.shrink] if shrink else [])]
     )
     try:
         scenario = find(strategy, state.check, settings=config, random=random.Random(seed))

@@ -3,7 +3,6 @@ errors that name the line, and differential checks against GNU as."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 import subprocess
 from pathlib import Path
@@ -705,30 +704,12 @@ def test_gnu_as_reference_for_the_compatibility_tests(tmp_path, source, expected
 
 
 def _generated_programs(count: int, seed: int) -> list[str]:
-    """The programs of `count` scenarios of the default strategy (seeded: Hypothesis's own
-    defaults, not the loaded profile, as `fuzzer.engine.hunt` does)."""
-    from hypothesis import HealthCheck, Phase, find, settings
-    from hypothesis.errors import NoSuchExample
-
+    """The programs of `count` scenarios of the default strategy (seeded, as
+    `fuzzer.engine.hunt` draws them)."""
+    from fuzzer.engine import draw_examples
     from fuzzer.strategies import scenarios
 
-    programs: list[str] = []
-    config = settings(
-        settings.get_profile("default"),
-        max_examples=count,
-        phases=[Phase.generate],
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    with contextlib.suppress(NoSuchExample):
-        find(
-            scenarios(),
-            lambda scenario: programs.append(scenario.program) or False,
-            settings=config,
-            random=random.Random(seed),
-        )
-    return programs[:count]
+    return [scenario.program for scenario in draw_examples(scenarios(), count=count, seed=seed)]
 
 
 def gnu_symbols(tmp_path: Path) -> dict[str, int]:

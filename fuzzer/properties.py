@@ -117,8 +117,9 @@ class _Checker:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def _run(self, prop: Property, spec: TargetRun) -> Trace | None:
-        """One target run; an exception out of the machine is a CRASH finding."""
+    def _run(self, prop: Property, spec: TargetRun, *, quiet: bool = False) -> Trace | None:
+        """One target run; an exception out of the machine is a CRASH finding (with
+        `quiet`, not yet: None, and the caller decides)."""
         self.current = prop
         self.runs += 1
         try:
@@ -126,18 +127,8 @@ class _Checker:
         except (WallClockExceeded, KeyboardInterrupt):
             raise
         except Exception as exc:  # anything the machine or a device raises is a finding
-            self.found.append(_crash(prop, exc))
-            return None
-
-    def _quiet_run(self, spec: TargetRun) -> Trace | None:
-        """A run whose exception is not (yet) a finding: None, and the caller decides."""
-        self.current = Property.SEEK
-        self.runs += 1
-        try:
-            return self.target.run(spec)
-        except (WallClockExceeded, KeyboardInterrupt):
-            raise
-        except Exception:
+            if not quiet:
+                self.found.append(_crash(prop, exc))
             return None
 
     def _spec(self, mode: ReplayMode, host_seed: int, **changes: object) -> TargetRun:
@@ -202,7 +193,7 @@ class _Checker:
                 snapshot_every=self.scenario.seek_interval(),
                 seeks=tuple(self.scenario.seeks),
             )
-            sought = self._quiet_run(seek_spec)
+            sought = self._run(Property.SEEK, seek_spec, quiet=True)
             if sought is not None and _replays_whole(record, sought):
                 # The seeking replay runs straight through the log before it seeks, and
                 # there it matched the recording at every sample: it serves as the straight
